@@ -1,0 +1,46 @@
+# aibridge: the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export MPLBACKEND := Agg
+
+.PHONY: setup data repro demo test lint bench ui clean
+
+# A stamp file: reinstall only when the dependency pins change.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Materialise the bundled real sample byte-for-byte (it matches data.dvc) and cache it.
+data: setup
+	@if [ ! -e data/EURUSD60.csv ] && [ -z "$$(ls data/*.csv 2>/dev/null)" ]; then \
+		aibridge sample-data && dvc commit -q -f data.dvc; fi
+
+repro: data
+	dvc repro
+
+demo: repro
+	aibridge summary
+	aibridge demo-serve
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	ruff check src tests pipelines benchmarks
+	ruff format --check src tests pipelines benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+ui: setup
+	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --port 5000
+
+clean:
+	rm -rf artifacts reports/plots mlflow.db mlartifacts

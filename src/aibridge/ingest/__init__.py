@@ -1,0 +1,17 @@
+"""Read and validate MT4 candle exports."""
+
+from aibridge.ingest.errors import CandleFileError, Issue
+from aibridge.ingest.mt4_csv import read_mt4_csv
+from aibridge.ingest.naming import parse_symbol_timeframe, timeframe_minutes
+from aibridge.ingest.validate import Policy, ValidationResult, validate_candles
+
+__all__ = [
+    "CandleFileError",
+    "Issue",
+    "Policy",
+    "ValidationResult",
+    "parse_symbol_timeframe",
+    "read_mt4_csv",
+    "timeframe_minutes",
+    "validate_candles",
+]

@@ -1,0 +1,67 @@
+"""The model as a self-contained bundle: booster, feature code, decision code and settings.
+
+Written by ``train`` into ``artifacts/model/`` and logged to MLflow as a pyfunc; read back by
+the signal server from the registry. The bundled ``features.py``/``decision.py`` are the copies
+the booster was trained with.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+
+from aibridge import decision, features, pyfunc_model
+
+BOOSTER_FILE = "booster.txt"
+SETTINGS_FILE = "settings.json"
+FEATURES_FILE = "features.py"
+DECISION_FILE = "decision.py"
+
+
+@dataclass(frozen=True)
+class BundleSettings:
+    """Everything besides the trees that the decision depends on, plus provenance."""
+
+    symbol: str
+    timeframe: str
+    digits: int
+    point: float
+    feature_params: dict[str, Any]
+    feature_names: list[str]
+    min_bars: int
+    min_confidence: float
+    tp_atr_mult: float
+    sl_atr_mult: float
+    classes: list[str] = field(default_factory=lambda: list(decision.CLASSES))
+    feature_set_version: str = features.FEATURE_SET_VERSION
+    data_hash: str = "unknown"
+    git_commit: str = "unknown"
+    trained_at: str = ""
+
+    @classmethod
+    def load(cls, path: Path) -> BundleSettings:
+        return cls(**json.loads(path.read_text()))
+
+
+def write_bundle(directory: Path, booster: lgb.Booster, settings: BundleSettings) -> dict[str, str]:
+    """Write the bundle files; returns the MLflow ``artifacts`` mapping for ``log_model``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    booster.save_model(str(directory / BOOSTER_FILE))
+    (directory / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=2, sort_keys=True))
+    shutil.copyfile(features.__file__, directory / FEATURES_FILE)
+    shutil.copyfile(decision.__file__, directory / DECISION_FILE)
+    return {
+        pyfunc_model.ARTIFACT_BOOSTER: str(directory / BOOSTER_FILE),
+        pyfunc_model.ARTIFACT_SETTINGS: str(directory / SETTINGS_FILE),
+        pyfunc_model.ARTIFACT_FEATURES: str(directory / FEATURES_FILE),
+        pyfunc_model.ARTIFACT_DECISION: str(directory / DECISION_FILE),
+    }
+
+
+def pyfunc_code_path() -> str:
+    return pyfunc_model.__file__

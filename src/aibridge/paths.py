@@ -1,0 +1,59 @@
+"""Where the project lives on disk.
+
+DVC runs queued experiments (``dvc exp run --queue``) in a throw-away copy of the repository
+under ``.dvc/tmp/exps/``. Anything that must outlive the experiment -- above all the MLflow
+store -- has to be anchored to the *real* project root, not to the current directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_DVC_TMP_MARKER = (".dvc", "tmp", "exps")
+
+
+def _find_repo_root(start: Path) -> Path | None:
+    for candidate in (start, *start.parents):
+        if (candidate / "dvc.yaml").is_file() and (candidate / "conf").is_dir():
+            return candidate
+    return None
+
+
+def project_root() -> Path:
+    """The aibridge project directory, seen through any DVC experiment temp copy.
+
+    ``AIBRIDGE_HOME`` wins when set, so services and tests can point anywhere explicitly.
+    """
+    env = os.environ.get("AIBRIDGE_HOME")
+    if env:
+        return Path(env).resolve()
+    cwd = Path.cwd().resolve()
+    parts = cwd.parts
+    for i in range(len(parts) - len(_DVC_TMP_MARKER) + 1):
+        if tuple(parts[i : i + len(_DVC_TMP_MARKER)]) == _DVC_TMP_MARKER:
+            return Path(*parts[:i])
+    return _find_repo_root(cwd) or cwd
+
+
+def workspace_root() -> Path:
+    """The directory the current DVC stage runs in (the temp copy for queued experiments)."""
+    cwd = Path.cwd().resolve()
+    return _find_repo_root(cwd) or cwd
+
+
+def conf_dir() -> Path:
+    """Hydra config directory of the workspace being reproduced."""
+    env = os.environ.get("AIBRIDGE_CONF_DIR")
+    if env:
+        return Path(env).resolve()
+    ws = workspace_root() / "conf"
+    if ws.is_dir():
+        return ws
+    # Installed use outside a checkout: fall back to the project root's conf/.
+    return project_root() / "conf"
+
+
+def sample_data_path() -> Path:
+    """The bundled real EURUSD H1 sample (MT4 History Center format)."""
+    return Path(__file__).parent / "data" / "EURUSD60.csv"

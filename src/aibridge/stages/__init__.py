@@ -1,0 +1,1 @@
+"""DVC stage bodies. ``pipelines/*.py`` are one-line entry points into these."""

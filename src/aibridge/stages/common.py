@@ -1,0 +1,81 @@
+"""What every stage shares: its parameters, its paths, and how it fails."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+from rich.console import Console
+
+from aibridge.config import load_params
+from aibridge.ingest.errors import CandleFileError
+from aibridge.paths import workspace_root
+
+console = Console(stderr=True)
+
+
+class StageError(Exception):
+    """A problem the user can fix; printed as one line, never as a traceback."""
+
+
+@dataclass(frozen=True)
+class StagePaths:
+    root: Path
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    def candles(self, symbol: str, timeframe: str) -> Path:
+        return self.artifacts / "candles" / f"{symbol}_{timeframe}.parquet"
+
+    @property
+    def features(self) -> Path:
+        return self.artifacts / "features.parquet"
+
+    @property
+    def labels(self) -> Path:
+        return self.artifacts / "labels.parquet"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.artifacts / "model"
+
+    @property
+    def predictions(self) -> Path:
+        return self.artifacts / "predictions.parquet"
+
+    @property
+    def train_run(self) -> Path:
+        return self.artifacts / "train_run.json"
+
+
+def write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def run_stage(name: str, body: Callable[[DictConfig, StagePaths], None]) -> None:
+    """Run a stage body with the current params; user errors exit 1 with one clear line."""
+    try:
+        cfg = load_params()
+        body(cfg, StagePaths(workspace_root()))
+    except (StageError, CandleFileError) as exc:
+        console.print(f"[bold red]{name} failed:[/] {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]{name} interrupted[/]")
+        sys.exit(130)

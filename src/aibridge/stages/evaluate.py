@@ -1,0 +1,81 @@
+"""Stage ``evaluate``: test-split metrics and plots for DVC, mirrored into the MLflow run.
+
+(The walk-forward trading backtest is its own stage, ``backtest``.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from aibridge.config import to_container
+from aibridge.decision import CLASSES, decide
+from aibridge.stages.common import StagePaths, console, read_json, run_stage, write_json
+from aibridge.tracking import configure_mlflow
+from aibridge.training import classification_metrics, confusion
+
+CALIBRATION_BINS = 10
+
+
+def calibration_table(y: np.ndarray, proba: np.ndarray) -> pd.DataFrame:
+    """Per class and confidence bin: mean predicted probability vs observed frequency."""
+    rows = []
+    edges = np.linspace(0, 1, CALIBRATION_BINS + 1)
+    for k, name in enumerate(CLASSES):
+        p = proba[:, k]
+        hit = (y == k).astype(float)
+        bins = np.clip(np.digitize(p, edges) - 1, 0, CALIBRATION_BINS - 1)
+        for b in range(CALIBRATION_BINS):
+            mask = bins == b
+            if mask.any():
+                rows.append(
+                    {"class": name, "predicted": float(p[mask].mean()),
+                     "observed": float(hit[mask].mean()), "count": int(mask.sum())}
+                )
+    return pd.DataFrame(rows)
+
+
+def evaluate(cfg: DictConfig, paths: StagePaths) -> dict[str, float]:
+    preds = pd.read_parquet(paths.predictions)
+    test = preds[preds["split"] == "test"]
+    y = test["label"].to_numpy()
+    proba = test[[f"p_{c.lower()}" for c in CLASSES]].to_numpy()
+    metrics = classification_metrics(y, proba)
+    action, _, _ = decide(proba, float(cfg.risk.min_confidence))
+    metrics["signal_rate"] = float(np.mean(action != 1))
+    traded = action != 1
+    metrics["signal_precision"] = float(np.mean(action[traded] == y[traded])) if traded.any() else 0.0
+
+    plots = paths.reports / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    cm = confusion(y, proba)
+    pd.DataFrame(
+        [
+            {"actual": CLASSES[i], "predicted": CLASSES[j]}
+            for i in range(len(CLASSES))
+            for j in range(len(CLASSES))
+            for _ in range(int(cm[i, j]))
+        ]
+    ).to_csv(plots / "confusion.csv", index=False)
+    calibration_table(y, proba).to_csv(plots / "calibration.csv", index=False)
+    rounded = {k: round(v, 6) for k, v in metrics.items()}
+    write_json(paths.reports / "metrics.json", {"test": rounded})
+
+    import mlflow
+
+    run = read_json(paths.train_run)
+    configure_mlflow(to_container(cfg.tracking))
+    with mlflow.start_run(run_id=run["run_id"]):
+        mlflow.log_metrics({f"eval_test_{k}": v for k, v in metrics.items()})
+        mlflow.log_artifact(str(plots / "calibration.csv"), "evaluation")
+        mlflow.log_artifact(str(paths.reports / "metrics.json"), "evaluation")
+    console.print(
+        f"evaluate: test accuracy {metrics['accuracy']:.3f}, balanced {metrics['balanced_accuracy']:.3f}, "
+        f"signals on {metrics['signal_rate']:.1%} of bars, precision {metrics['signal_precision']:.3f}"
+    )
+    return metrics
+
+
+def main() -> None:
+    run_stage("evaluate", evaluate)

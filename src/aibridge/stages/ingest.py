@@ -1,0 +1,123 @@
+"""Stage ``ingest``: MT4 CSVs in ``data/`` → validated, typed candles + a validation report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+from rich.progress import Progress
+
+from aibridge.ingest import (
+    CandleFileError,
+    Policy,
+    parse_symbol_timeframe,
+    read_mt4_csv,
+    timeframe_minutes,
+    validate_candles,
+)
+from aibridge.stages.common import StageError, StagePaths, console, run_stage, write_json
+
+MAX_ISSUES_IN_REPORT = 200
+
+
+def _symbol_timeframe(path: Path, cfg: DictConfig) -> tuple[str, str]:
+    from_name = parse_symbol_timeframe(path)
+    symbol = cfg.data.symbol or (from_name[0] if from_name else None)
+    timeframe = cfg.data.timeframe or (from_name[1] if from_name else None)
+    if not symbol or not timeframe:
+        raise StageError(
+            f"{path}: cannot tell symbol and timeframe from the file name; name it like "
+            "EURUSD60.csv or EURUSD_H1.csv, or set data.symbol and data.timeframe"
+        )
+    return str(symbol).upper(), str(timeframe).upper()
+
+
+def _check_bar_spacing(path: Path, times: np.ndarray, minutes: int, timeframe: str) -> None:
+    """The typical bar spacing must match the timeframe the name claims."""
+    if len(times) < 3:
+        return
+    deltas = np.diff(times).astype("timedelta64[m]").astype(np.int64)
+    typical = int(np.median(deltas))
+    if typical != minutes:
+        raise CandleFileError(
+            path,
+            f"bars are typically {typical} minutes apart, but the timeframe is {timeframe} "
+            f"({minutes} minutes); rename the file or set data.timeframe",
+        )
+
+
+def ingest(cfg: DictConfig, paths: StagePaths) -> dict:
+    data_dir = paths.root / cfg.data.dir
+    files = sorted(p for p in data_dir.glob(cfg.data.pattern) if p.is_file())
+    if not files:
+        raise StageError(
+            f"no files matching {cfg.data.pattern!r} in {data_dir}; export candles from MT4 "
+            "(History Center → Export) into it, or run `aibridge sample-data`"
+        )
+    try:
+        structural = Policy(cfg.data.policy.structural)
+        gaps = Policy(cfg.data.policy.gaps)
+    except ValueError as exc:
+        raise StageError(f"data.policy: {exc}; use fail, drop or warn") from None
+
+    out_dir = paths.artifacts / "candles"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*.parquet"):
+        stale.unlink()
+    report: dict = {"files": {}, "totals": {"files": 0, "rows": 0, "issues": 0, "dropped_rows": 0}}
+    seen: dict[tuple[str, str], Path] = {}
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("ingest", total=len(files))
+        for path in files:
+            symbol, timeframe = _symbol_timeframe(path, cfg)
+            if (symbol, timeframe) in seen:
+                raise StageError(
+                    f"{path} and {seen[symbol, timeframe]} both hold {symbol} {timeframe}; "
+                    "keep one export per symbol and timeframe"
+                )
+            seen[symbol, timeframe] = path
+            try:
+                minutes = timeframe_minutes(timeframe)
+            except ValueError as exc:
+                raise StageError(f"{path}: {exc}") from None
+            rel = path.relative_to(paths.root) if path.is_relative_to(paths.root) else path
+            parsed = read_mt4_csv(path)
+            result = validate_candles(
+                rel, parsed.candles, parsed.issues, minutes, structural, gaps,
+                int(cfg.data.max_gap_bars),
+            )
+            candles = result.candles
+            _check_bar_spacing(path, candles["time"].to_numpy(), minutes, timeframe)
+            candles = candles.drop(columns=["line"])
+            candles.to_parquet(paths.candles(symbol, timeframe), index=False)
+            for issue in result.issues[:5]:
+                console.print(f"[yellow]warning[/] {issue}")
+            report["files"][str(rel)] = {
+                "symbol": symbol,
+                "timeframe": timeframe,
+                "form": parsed.form,
+                "rows": len(candles),
+                "first": str(candles["time"].iloc[0]),
+                "last": str(candles["time"].iloc[-1]),
+                "dropped_rows": result.dropped_rows,
+                "issues": result.counts(),
+                "issue_list": [i.to_dict() for i in result.issues[:MAX_ISSUES_IN_REPORT]],
+            }
+            totals = report["totals"]
+            totals["files"] += 1
+            totals["rows"] += len(candles)
+            totals["issues"] += len(result.issues)
+            totals["dropped_rows"] += result.dropped_rows
+            progress.advance(task)
+    write_json(paths.reports / "ingest.json", report)
+    write_json(paths.reports / "ingest_metrics.json", report["totals"])
+    console.print(
+        f"ingest: {report['totals']['files']} file(s), {report['totals']['rows']} candles, "
+        f"{report['totals']['issues']} issue(s)"
+    )
+    return report
+
+
+def main() -> None:
+    run_stage("ingest", lambda cfg, paths: ingest(cfg, paths))

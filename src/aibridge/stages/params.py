@@ -1,0 +1,15 @@
+"""Stage ``params``: recompose ``params.yaml`` from ``conf/`` (see ``aibridge.params_sync``)."""
+
+from __future__ import annotations
+
+from aibridge.params_sync import sync_params
+from aibridge.paths import workspace_root
+from aibridge.stages.common import console
+
+
+def main() -> None:
+    kept = sync_params(workspace_root())
+    if kept:
+        console.print("params: kept overrides " + ", ".join(f"{k}={v}" for k, v in kept.items()))
+    else:
+        console.print("params: params.yaml composed from conf/")

@@ -1,0 +1,192 @@
+"""Stage ``train``: features + labels → LightGBM → MLflow run with the model as a pyfunc."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from aibridge import features as feature_code
+from aibridge.config import flatten, to_container
+from aibridge.decision import CLASSES
+from aibridge.labels import NO_LABEL
+from aibridge.model_bundle import BundleSettings, pyfunc_code_path, write_bundle
+from aibridge.plots import confusion_png, importance_png
+from aibridge.stages.common import StageError, StagePaths, console, run_stage, write_json
+from aibridge.stages.features import load_candles
+from aibridge.tracking import configure_mlflow, data_hash, ensure_experiment, git_commit
+from aibridge.training import classification_metrics, fit_booster, time_split
+
+PIP_REQUIREMENTS = ["mlflow", "lightgbm", "numpy", "pandas"]
+
+
+def _pinned_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in PIP_REQUIREMENTS]
+
+
+def _dataset(paths: StagePaths) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    feats = pd.read_parquet(paths.features)
+    labels = pd.read_parquet(paths.labels)
+    if not feats["time"].equals(labels["time"]):
+        raise StageError("features and labels are out of step; run `dvc repro` from the start")
+    names = [c for c in feats.columns if c != "time"]
+    usable = feats[names].notna().all(axis=1).to_numpy() & (labels["label"].to_numpy() != NO_LABEL)
+    return feats.loc[usable].reset_index(drop=True), labels["label"].to_numpy()[usable], names
+
+
+def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    frame, y, names = _dataset(paths)
+    embargo = int(cfg.split.embargo)
+    if embargo < int(cfg.labels.horizon):
+        raise StageError(
+            f"split.embargo ({embargo}) must be at least labels.horizon ({cfg.labels.horizon}) "
+            "or training labels would see validation bars"
+        )
+    try:
+        split = time_split(
+            len(frame), float(cfg.split.validation_fraction), float(cfg.split.test_fraction), embargo
+        )
+    except ValueError as exc:
+        raise StageError(str(exc)) from None
+    X = frame[names].to_numpy(dtype=np.float64)
+    model_params = OmegaConf.to_container(cfg.model, resolve=True)
+    seed = int(cfg.seed)
+    console.print(
+        f"train: {len(split.train)} train / {len(split.validation)} validation / "
+        f"{len(split.test)} test rows, embargo {embargo} bars"
+    )
+    booster = fit_booster(
+        X[split.train], y[split.train], X[split.validation], y[split.validation],
+        model_params, seed, feature_names=names,
+    )
+    proba = {
+        part: booster.predict(X[idx], num_iteration=booster.best_iteration)
+        for part, idx in (("validation", split.validation), ("test", split.test))
+    }
+    metrics = {
+        part: classification_metrics(y[idx], proba[part])
+        for part, idx in (("validation", split.validation), ("test", split.test))
+    }
+
+    feature_params = to_container(cfg.features)
+    settings = BundleSettings(
+        symbol=str(cfg.instrument.symbol),
+        timeframe=str(cfg.timeframe),
+        digits=int(cfg.instrument.digits),
+        point=float(cfg.instrument.point),
+        feature_params=feature_params,
+        feature_names=names,
+        min_bars=feature_code.min_bars(feature_params),
+        min_confidence=float(cfg.risk.min_confidence),
+        tp_atr_mult=float(cfg.labels.tp_atr_mult),
+        sl_atr_mult=float(cfg.labels.sl_atr_mult),
+        data_hash=data_hash(),
+        git_commit=git_commit(),
+        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    # Keep only the best iteration so the booster file alone reproduces the predictions.
+    booster.free_dataset()
+    best = booster.best_iteration or booster.current_iteration()
+    booster = booster.__class__(model_str=booster.model_to_string(num_iteration=best))
+    artifacts = write_bundle(paths.model_dir, booster, settings)
+
+    preds = []
+    for part, idx in (("validation", split.validation), ("test", split.test)):
+        preds.append(
+            pd.DataFrame(
+                {"time": frame["time"].to_numpy()[idx], "split": part, "label": y[idx]}
+                | {f"p_{c.lower()}": proba[part][:, i] for i, c in enumerate(CLASSES)}
+            )
+        )
+    pd.concat(preds, ignore_index=True).to_parquet(paths.predictions, index=False)
+
+    tracking_uri = configure_mlflow(to_container(cfg.tracking))
+    experiment_id = ensure_experiment(str(cfg.tracking.experiment), to_container(cfg.tracking))
+    candles = load_candles(cfg, paths)
+    example = candles.tail(settings.min_bars + 2).reset_index(drop=True)[
+        ["time", "open", "high", "low", "close", "volume"]
+    ]
+    with mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME")) as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in flatten(to_container(cfg)).items()})
+        mlflow.set_tags(
+            {
+                "git_commit": settings.git_commit,
+                "data_hash": settings.data_hash,
+                "symbol": settings.symbol,
+                "timeframe": settings.timeframe,
+                "feature_set_version": settings.feature_set_version,
+                "dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
+            }
+        )
+        mlflow.log_metric("best_iteration", best)
+        for part, values in metrics.items():
+            mlflow.log_metrics({f"{part}_{k}": v for k, v in values.items()})
+        mlflow.log_figure(importance_png(booster, names), "plots/feature_importance.png")
+        mlflow.log_figure(confusion_png(y[split.test], proba["test"]), "plots/confusion_test.png")
+        from aibridge.pyfunc_model import CandleDecisionModel  # noqa: F401  (validates imports)
+
+        logged = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=pyfunc_code_path(),
+            artifacts=artifacts,
+            signature=infer_signature(example, _example_output(paths, example)),
+            input_example=example,
+            pip_requirements=_pinned_requirements(),
+        )
+        run_id = run.info.run_id
+    record = {
+        "run_id": run_id,
+        "experiment_id": experiment_id,
+        "model_uri": logged.model_uri,
+        "model_id": getattr(logged, "model_id", None),
+        "tracking_uri": tracking_uri,
+        "data_hash": settings.data_hash,
+        "git_commit": settings.git_commit,
+        "trained_at": settings.trained_at,
+        "best_iteration": best,
+    }
+    write_json(paths.train_run, record)
+    write_json(
+        paths.reports / "train_metrics.json",
+        {part: {k: round(v, 6) for k, v in vals.items()} for part, vals in metrics.items()},
+    )
+    console.print(
+        f"train: run {run_id}, best iteration {best}, validation log loss "
+        f"{metrics['validation']['log_loss']:.4f}, test balanced accuracy "
+        f"{metrics['test']['balanced_accuracy']:.3f}"
+    )
+    return record
+
+
+def _example_output(paths: StagePaths, example: pd.DataFrame) -> pd.DataFrame:
+    """Run the bundle on the example exactly as MLflow will, to get the output schema."""
+    from types import SimpleNamespace
+
+    from aibridge import pyfunc_model
+
+    model = pyfunc_model.CandleDecisionModel()
+    d = paths.model_dir
+    model.load_context(
+        SimpleNamespace(
+            artifacts={
+                pyfunc_model.ARTIFACT_BOOSTER: str(d / "booster.txt"),
+                pyfunc_model.ARTIFACT_SETTINGS: str(d / "settings.json"),
+                pyfunc_model.ARTIFACT_FEATURES: str(d / "features.py"),
+                pyfunc_model.ARTIFACT_DECISION: str(d / "decision.py"),
+            }
+        )
+    )
+    return model.predict(None, example)
+
+
+def main() -> None:
+    run_stage("train", train)

@@ -1,0 +1,82 @@
+"""Shared fixtures: a real `dvc repro` of the project on the bundled sample, in a temp copy.
+
+Everything downstream (registry, pyfunc, server, backtest) tests against what this produced:
+a real SQLite MLflow store with a registered, aliased model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+COPY_ITEMS = ["conf", "pipelines", "src", "dvc.yaml", "params.yaml", "data.dvc", ".dvcignore",
+              ".gitignore", "pyproject.toml"]
+
+
+def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "MPLBACKEND": "Agg"}
+    full_env.pop("MLFLOW_TRACKING_URI", None)
+    full_env.update(env or {})
+    result = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({result.returncode})\nSTDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr}"
+        )
+    return result
+
+
+def make_project_copy(dest: Path) -> Path:
+    """A fresh git+DVC project with this checkout's pipeline and the bundled sample data."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in COPY_ITEMS:
+        src = REPO / item
+        if src.is_dir():
+            shutil.copytree(src, dest / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dest / item)
+    (dest / ".dvc").mkdir()
+    shutil.copy2(REPO / ".dvc" / "config", dest / ".dvc" / "config")
+    shutil.copy2(REPO / ".dvc" / ".gitignore", dest / ".dvc" / ".gitignore")
+    run(["git", "init", "-q"], dest)
+    run(["git", "config", "user.email", "ci@aibridge.local"], dest)
+    run(["git", "config", "user.name", "aibridge ci"], dest)
+    run([str(BIN / "aibridge"), "sample-data", "--dest", "data"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-q", "-m", "test project"], dest)
+    return dest
+
+
+@dataclass(frozen=True)
+class TrainedStore:
+    root: Path
+    tracking_uri: str
+    model_name: str
+    model_uri: str
+    candles: pd.DataFrame
+    repro_output: str
+
+
+@pytest.fixture(scope="session")
+def trained_model_store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
+    root = make_project_copy(tmp_path_factory.mktemp("project") / "aibridge")
+    result = run([str(BIN / "dvc"), "repro"], root)
+    from aibridge.ingest import read_mt4_csv
+
+    candles = read_mt4_csv(root / "data" / "EURUSD60.csv").candles.drop(columns=["line"])
+    return TrainedStore(
+        root=root,
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        model_name="aibridge-EURUSD-H1",
+        model_uri="models:/aibridge-EURUSD-H1@champion",
+        candles=candles,
+        repro_output=result.stdout + result.stderr,
+    )

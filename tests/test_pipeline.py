@@ -1,0 +1,108 @@
+"""End to end: a real `dvc repro` → MLflow run → registered model → pyfunc on raw candles."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from aibridge import features
+from tests.conftest import BIN, TrainedStore, run
+
+pytestmark = pytest.mark.slow
+
+STAGES = ["params", "ingest", "features", "labels", "train", "evaluate", "register"]
+
+
+def test_repro_runs_every_stage(trained_model_store: TrainedStore) -> None:
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in trained_model_store.repro_output
+
+
+def test_mlflow_run_has_params_metrics_plots_and_model(trained_model_store: TrainedStore) -> None:
+    client = MlflowClient(tracking_uri=trained_model_store.tracking_uri)
+    version = client.get_model_version_by_alias(trained_model_store.model_name, "champion")
+    run_ = client.get_run(version.run_id)
+    assert run_.data.params["model.num_leaves"] == "31"
+    assert run_.data.params["labels.horizon"] == "24"
+    for key in ("validation_log_loss", "test_log_loss", "test_accuracy", "test_balanced_accuracy",
+                "test_precision_buy", "test_recall_sell", "test_auc_macro", "eval_test_accuracy"):
+        assert key in run_.data.metrics, key
+    assert run_.data.tags["data_hash"].endswith(".dir")
+    assert len(run_.data.tags["git_commit"]) >= 40
+    artifacts = {a.path for a in client.list_artifacts(version.run_id, "plots")}
+    assert {"plots/feature_importance.png", "plots/confusion_test.png"} <= artifacts
+    assert version.tags["data_hash"] == run_.data.tags["data_hash"]
+
+
+def test_first_version_is_champion_and_challenger(trained_model_store: TrainedStore) -> None:
+    client = MlflowClient(tracking_uri=trained_model_store.tracking_uri)
+    model = client.get_registered_model(trained_model_store.model_name)
+    assert {k: str(v) for k, v in model.aliases.items()} == {"champion": "1", "challenger": "1"}
+
+
+def test_pyfunc_from_registry_decides_on_raw_candles(trained_model_store: TrainedStore) -> None:
+    mlflow.set_tracking_uri(trained_model_store.tracking_uri)
+    model = mlflow.pyfunc.load_model(trained_model_store.model_uri)
+    candles = trained_model_store.candles.tail(300).reset_index(drop=True)
+    out = model.predict(candles)
+    assert len(out) == len(candles)
+    assert set(out["action"]) <= {"BUY", "SELL", "HOLD"}
+    warmup = features.min_bars() - 1
+    assert (out["reason"].iloc[:warmup] == "insufficient_history").all()
+    assert (out["reason"].iloc[warmup:] != "insufficient_history").all()
+    probs = out[["p_sell", "p_hold", "p_buy"]].iloc[warmup:].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-9)
+    trades = out[out["action"] != "HOLD"]
+    buys = trades[trades["action"] == "BUY"]
+    assert (buys["tp"] > buys["sl"]).all()
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="module")
+def mutable_project(trained_model_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dest = tmp_path_factory.mktemp("mutable") / "aibridge"
+    shutil.copytree(trained_model_store.root, dest, symlinks=True)
+    return dest
+
+
+def test_noop_repro_is_up_to_date(mutable_project: Path) -> None:
+    out = run([str(BIN / "dvc"), "repro"], mutable_project)
+    assert "Data and pipelines are up to date" in out.stdout
+
+
+def test_editing_conf_retrains_only_affected_stages(mutable_project: Path) -> None:
+    conf = mutable_project / "conf" / "model" / "lightgbm.yaml"
+    conf.write_text(conf.read_text().replace("num_leaves: 31", "num_leaves: 15"))
+    out = run([str(BIN / "dvc"), "repro"], mutable_project).stdout
+    assert "Running stage 'params'" in out
+    assert "Stage 'features' didn't change, skipping" in out
+    assert "Stage 'labels' didn't change, skipping" in out
+    assert "Running stage 'train'" in out
+    params = yaml.safe_load((mutable_project / "params.yaml").read_text())
+    assert params["model"]["num_leaves"] == 15
+    client = MlflowClient(tracking_uri=f"sqlite:///{mutable_project / 'mlflow.db'}")
+    model = client.get_registered_model("aibridge-EURUSD-H1")
+    assert {k: str(v) for k, v in model.aliases.items()} == {"champion": "1", "challenger": "2"}
+    v2 = client.get_model_version("aibridge-EURUSD-H1", "2")
+    assert client.get_run(v2.run_id).data.params["model.num_leaves"] == "15"
+
+
+def test_dvc_exp_run_set_param_trains_variant(mutable_project: Path) -> None:
+    run(["git", "add", "-A"], mutable_project)
+    run(["git", "commit", "-q", "-m", "num_leaves 15"], mutable_project)
+    out = run([str(BIN / "dvc"), "exp", "run", "-S", "model.num_leaves=63"], mutable_project).stdout
+    assert "Running stage 'train'" in out
+    params = yaml.safe_load((mutable_project / "params.yaml").read_text())
+    assert params["model"]["num_leaves"] == 63
+    client = MlflowClient(tracking_uri=f"sqlite:///{mutable_project / 'mlflow.db'}")
+    latest = max(int(v.version) for v in client.search_model_versions("name='aibridge-EURUSD-H1'"))
+    run_ = client.get_run(client.get_model_version("aibridge-EURUSD-H1", str(latest)).run_id)
+    assert run_.data.params["model.num_leaves"] == "63"
+    diff = run([str(BIN / "dvc"), "params", "diff"], mutable_project).stdout
+    assert "model.num_leaves" in diff and "63" in diff
