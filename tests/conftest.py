@@ -18,18 +18,30 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-COPY_ITEMS = ["conf", "pipelines", "src", "dvc.yaml", "params.yaml", "data.dvc", ".dvcignore",
-              ".gitignore", "pyproject.toml"]
+COPY_ITEMS = [
+    "conf",
+    "pipelines",
+    "src",
+    "dvc.yaml",
+    "params.yaml",
+    "data.dvc",
+    ".dvcignore",
+    ".gitignore",
+    "pyproject.toml",
+]
 
 
-def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "MPLBACKEND": "Agg"}
     full_env.pop("MLFLOW_TRACKING_URI", None)
     full_env.update(env or {})
     result = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(
-            f"{' '.join(cmd)} failed ({result.returncode})\nSTDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr}"
+            f"{' '.join(cmd)} failed ({result.returncode})\n"
+            f"STDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr}"
         )
     return result
 
@@ -40,7 +52,9 @@ def make_project_copy(dest: Path) -> Path:
     for item in COPY_ITEMS:
         src = REPO / item
         if src.is_dir():
-            shutil.copytree(src, dest / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(
+                src, dest / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
         else:
             shutil.copy2(src, dest / item)
     (dest / ".dvc").mkdir()

@@ -47,8 +47,10 @@ def test_too_few_bars_is_a_specific_error(trained_model_store: TrainedStore, tmp
     serving = load_serving_model(
         trained_model_store.model_uri, trained_model_store.tracking_uri, cache_dir=tmp_path
     )
-    arrays = [trained_model_store.candles[c].to_numpy()[:10] for c in
-              ("time", "open", "high", "low", "close", "volume")]
+    arrays = [
+        trained_model_store.candles[c].to_numpy()[:10]
+        for c in ("time", "open", "high", "low", "close", "volume")
+    ]
     with pytest.raises(TooFewBarsError, match="10 candles sent, the model needs 41"):
         serving.decide(*arrays)
 

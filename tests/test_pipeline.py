@@ -30,8 +30,16 @@ def test_mlflow_run_has_params_metrics_plots_and_model(trained_model_store: Trai
     run_ = client.get_run(version.run_id)
     assert run_.data.params["model.num_leaves"] == "31"
     assert run_.data.params["labels.horizon"] == "24"
-    for key in ("validation_log_loss", "test_log_loss", "test_accuracy", "test_balanced_accuracy",
-                "test_precision_buy", "test_recall_sell", "test_auc_macro", "eval_test_accuracy"):
+    for key in (
+        "validation_log_loss",
+        "test_log_loss",
+        "test_accuracy",
+        "test_balanced_accuracy",
+        "test_precision_buy",
+        "test_recall_sell",
+        "test_auc_macro",
+        "eval_test_accuracy",
+    ):
         assert key in run_.data.metrics, key
     assert run_.data.tags["data_hash"].endswith(".dir")
     assert len(run_.data.tags["git_commit"]) >= 40
@@ -65,7 +73,9 @@ def test_pyfunc_from_registry_decides_on_raw_candles(trained_model_store: Traine
 
 
 @pytest.fixture(scope="module")
-def mutable_project(trained_model_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def mutable_project(
+    trained_model_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     dest = tmp_path_factory.mktemp("mutable") / "aibridge"
     shutil.copytree(trained_model_store.root, dest, symlinks=True)
     return dest

@@ -70,7 +70,8 @@ def parse_model_uri(model_uri: str) -> tuple[str, str | None, str | None]:
     match = _MODELS_URI.match(model_uri.strip())
     if not match:
         raise ModelLoadError(
-            f"{model_uri!r} is not a registry URI; use models:/<name>@<alias> or models:/<name>/<version>"
+            f"{model_uri!r} is not a registry URI; "
+            "use models:/<name>@<alias> or models:/<name>/<version>"
         )
     return match.group("name"), match.group("alias"), match.group("version")
 
@@ -117,7 +118,9 @@ class ServingModel:
 
     def __init__(self, info: ModelInfo, model_dir: Path) -> None:
         paths = _artifact_paths(model_dir)
-        missing = {ARTIFACT_BOOSTER, ARTIFACT_SETTINGS, ARTIFACT_FEATURES, ARTIFACT_DECISION} - set(paths)
+        missing = {ARTIFACT_BOOSTER, ARTIFACT_SETTINGS, ARTIFACT_FEATURES, ARTIFACT_DECISION} - set(
+            paths
+        )
         if missing:
             raise ModelLoadError(
                 f"{info.name} v{info.version} is not an aibridge model (missing {sorted(missing)})"
@@ -146,12 +149,14 @@ class ServingModel:
         )
         self._classes = tuple(s.get("classes", self.decision.CLASSES))
         if not info.symbol:
-            self.info = ModelInfo(**{**info.__dict__, "symbol": s["symbol"], "timeframe": s["timeframe"]})
+            self.info = ModelInfo(
+                **{**info.__dict__, "symbol": s["symbol"], "timeframe": s["timeframe"]}
+            )
 
     def decide(
         self,
         time: np.ndarray,
-        open: np.ndarray,  # noqa: A002 - the candle field's name
+        open: np.ndarray,
         high: np.ndarray,
         low: np.ndarray,
         close: np.ndarray,
@@ -169,7 +174,9 @@ class ServingModel:
         proba = self.booster.predict(np.ascontiguousarray(row))
         action, confidence, reason = self.decision.decide(proba, self.min_confidence)
         atr = self.features.atr(h, lo, c, self._atr_window)[-1:]
-        sl_p, tp_p, sl_pts, tp_pts = self.decision.stops(action, c[-1:], atr, self._decision_settings)
+        sl_p, tp_p, sl_pts, tp_pts = self.decision.stops(
+            action, c[-1:], atr, self._decision_settings
+        )
 
         def opt(x: np.ndarray) -> float | None:
             value = float(x[0])
@@ -195,7 +202,10 @@ def load_serving_model(
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     info = resolve_model_uri(model_uri, client)
-    target = Path(cache_dir or tempfile.mkdtemp(prefix="aibridge-model-")) / f"{info.name}-v{info.version}"
+    target = (
+        Path(cache_dir or tempfile.mkdtemp(prefix="aibridge-model-"))
+        / f"{info.name}-v{info.version}"
+    )
     if not (target / "MLmodel").is_file():
         try:
             if tracking_uri:

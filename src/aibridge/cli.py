@@ -56,7 +56,10 @@ def summary(root: Path = typer.Option(None, help="Project root (default: this ch
         return json.loads(path.read_text()) if path.is_file() else {}
 
     ingest, train, metrics, reg = (
-        load("ingest.json"), load("train_metrics.json"), load("metrics.json"), load("registration.json")
+        load("ingest.json"),
+        load("train_metrics.json"),
+        load("metrics.json"),
+        load("registration.json"),
     )
     run = {}
     if (base / "artifacts" / "train_run.json").is_file():
@@ -66,19 +69,30 @@ def summary(root: Path = typer.Option(None, help="Project root (default: this ch
         raise typer.Exit(1)
     table = Table(title="aibridge pipeline", show_header=False)
     totals = ingest.get("totals", {})
-    table.add_row("candles", f"{totals.get('rows', '?')} from {totals.get('files', '?')} file(s), "
-                  f"{totals.get('issues', 0)} issue(s)")
+    table.add_row(
+        "candles",
+        f"{totals.get('rows', '?')} from {totals.get('files', '?')} file(s), "
+        f"{totals.get('issues', 0)} issue(s)",
+    )
     table.add_row("MLflow run", f"{run.get('run_id', '?')} ({run.get('tracking_uri', '?')})")
     table.add_row("data hash", str(run.get("data_hash", "?")))
     val, test = train.get("validation", {}), metrics.get("test", {})
-    table.add_row("validation", f"log loss {val.get('log_loss', float('nan')):.4f}, "
-                  f"balanced acc {val.get('balanced_accuracy', float('nan')):.3f}")
-    table.add_row("test", f"log loss {test.get('log_loss', float('nan')):.4f}, "
-                  f"acc {test.get('accuracy', float('nan')):.3f}, "
-                  f"balanced acc {test.get('balanced_accuracy', float('nan')):.3f}, "
-                  f"AUC {test.get('auc_macro', float('nan')):.3f}")
-    table.add_row("registered", f"{reg['model_name']} v{reg['version']} "
-                  f"(aliases: {', '.join(reg['aliases'])})")
+    table.add_row(
+        "validation",
+        f"log loss {val.get('log_loss', float('nan')):.4f}, "
+        f"balanced acc {val.get('balanced_accuracy', float('nan')):.3f}",
+    )
+    table.add_row(
+        "test",
+        f"log loss {test.get('log_loss', float('nan')):.4f}, "
+        f"acc {test.get('accuracy', float('nan')):.3f}, "
+        f"balanced acc {test.get('balanced_accuracy', float('nan')):.3f}, "
+        f"AUC {test.get('auc_macro', float('nan')):.3f}",
+    )
+    table.add_row(
+        "registered",
+        f"{reg['model_name']} v{reg['version']} (aliases: {', '.join(reg['aliases'])})",
+    )
     console.print(table)
 
 

@@ -50,7 +50,9 @@ def decide(proba: np.ndarray, min_confidence: float) -> tuple[np.ndarray, np.nda
     reason = np.where(
         missing,
         REASON_NO_HISTORY,
-        np.where(weak, REASON_LOW_CONFIDENCE, np.where(best == HOLD, REASON_MODEL_HOLD, REASON_SIGNAL)),
+        np.where(
+            weak, REASON_LOW_CONFIDENCE, np.where(best == HOLD, REASON_MODEL_HOLD, REASON_SIGNAL)
+        ),
     )
     confidence = np.where(missing, 0.0, confidence)
     action[missing] = HOLD

@@ -6,13 +6,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import lightgbm as lgb  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import lightgbm as lgb
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
-from aibridge.decision import CLASSES  # noqa: E402
-from aibridge.training import confusion  # noqa: E402
+from aibridge.decision import CLASSES
+from aibridge.training import confusion
 
 
 def importance_png(booster: lgb.Booster, names: list[str], top: int = 25) -> Figure:

@@ -53,7 +53,9 @@ class CandleDecisionModel(PythonModel):
         self.booster = lgb.Booster(model_file=artifacts[ARTIFACT_BOOSTER])
         self.settings = json.loads(Path(artifacts[ARTIFACT_SETTINGS]).read_text())
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict | None = None
+    ) -> pd.DataFrame:
         s = self.settings
         frame = model_input.reset_index(drop=True)
         matrix = self.features.feature_matrix(
@@ -72,7 +74,10 @@ class CandleDecisionModel(PythonModel):
         action, confidence, reason = self.decision.decide(proba, s["min_confidence"])
         close = frame["close"].to_numpy(dtype=np.float64)
         atr = self.features.atr(
-            frame["high"].to_numpy(), frame["low"].to_numpy(), close, s["feature_params"]["atr_window"]
+            frame["high"].to_numpy(),
+            frame["low"].to_numpy(),
+            close,
+            s["feature_params"]["atr_window"],
         )
         settings = self.decision.DecisionSettings(
             min_confidence=s["min_confidence"],

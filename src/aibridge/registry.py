@@ -46,7 +46,9 @@ def register_version(
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description="aibridge BUY/SELL/HOLD model")
-    version = mlflow.register_model(model_uri=model_uri, name=name, tags={k: str(v) for k, v in tags.items()})
+    version = mlflow.register_model(
+        model_uri=model_uri, name=name, tags={k: str(v) for k, v in tags.items()}
+    )
     client.set_registered_model_alias(name, challenger_alias, version.version)
     aliases = [challenger_alias]
     if alias_version(client, name, champion_alias) is None:

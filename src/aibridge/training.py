@@ -42,8 +42,8 @@ def time_split(n: int, validation_fraction: float, test_fraction: float, embargo
     """
     if not 0 < validation_fraction < 1 or not 0 < test_fraction < 1:
         raise ValueError("validation and test fractions must be between 0 and 1")
-    n_test = int(round(n * test_fraction))
-    n_val = int(round(n * validation_fraction))
+    n_test = round(n * test_fraction)
+    n_val = round(n * validation_fraction)
     n_train = n - n_test - n_val - 2 * embargo
     if n_train <= 0 or n_val <= 0 or n_test <= 0:
         raise ValueError(
@@ -103,7 +103,9 @@ def fit_booster(
     names = feature_names or "auto"
     w_train = class_weights(y_train, model_params.get("class_weight"))
     w_val = class_weights(y_val, model_params.get("class_weight"))
-    train_set = lgb.Dataset(X_train, y_train, weight=w_train, feature_name=names, free_raw_data=False)
+    train_set = lgb.Dataset(
+        X_train, y_train, weight=w_train, feature_name=names, free_raw_data=False
+    )
     val_set = lgb.Dataset(X_val, y_val, weight=w_val, reference=train_set, free_raw_data=False)
     return lgb.train(
         lightgbm_params(model_params, seed),

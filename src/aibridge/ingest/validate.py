@@ -87,13 +87,12 @@ def _row_issues(path: str, frame: pd.DataFrame) -> tuple[list[Issue], np.ndarray
     return issues, bad
 
 
-def _order_issues(path: str, frame: pd.DataFrame) -> tuple[list[Issue], np.ndarray]:
+def _order_issues(path: str, frame: pd.DataFrame) -> list[Issue]:
     issues: list[Issue] = []
     times = frame["time"].to_numpy()
     lines = frame["line"].to_numpy()
-    bad = np.zeros(len(frame), dtype=bool)
     if len(frame) < 2:
-        return issues, bad
+        return issues
     delta = np.diff(times).astype("timedelta64[s]").astype(np.int64)
     for i in np.flatnonzero(delta == 0):
         issues.append(
@@ -104,7 +103,6 @@ def _order_issues(path: str, frame: pd.DataFrame) -> tuple[list[Issue], np.ndarr
                 f"timestamp {pd.Timestamp(times[i + 1])} repeats line {int(lines[i])}",
             )
         )
-        bad[i + 1] = True
     for i in np.flatnonzero(delta < 0):
         issues.append(
             Issue(
@@ -114,7 +112,7 @@ def _order_issues(path: str, frame: pd.DataFrame) -> tuple[list[Issue], np.ndarr
                 f"timestamp {pd.Timestamp(times[i + 1])} is earlier than line {int(lines[i])}",
             )
         )
-    return issues, bad
+    return issues
 
 
 def _gap_issues(path: str, frame: pd.DataFrame, bar_minutes: int, max_gap_bars: int) -> list[Issue]:
@@ -164,7 +162,7 @@ def validate_candles(
     issues += row_issues
     if structural is Policy.DROP:
         frame = frame.loc[~row_bad].reset_index(drop=True)
-    order_issues, dup_bad = _order_issues(path, frame)
+    order_issues = _order_issues(path, frame)
     issues += order_issues
     if structural is Policy.DROP:
         frame = frame.sort_values("time", kind="stable").drop_duplicates("time", keep="first")

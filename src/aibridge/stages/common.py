@@ -11,12 +11,13 @@ from typing import Any
 
 from omegaconf import DictConfig
 from rich.console import Console
+from rich.markup import escape
 
 from aibridge.config import load_params
 from aibridge.ingest.errors import CandleFileError
 from aibridge.paths import workspace_root
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 class StageError(Exception):
@@ -74,7 +75,7 @@ def run_stage(name: str, body: Callable[[DictConfig, StagePaths], None]) -> None
         cfg = load_params()
         body(cfg, StagePaths(workspace_root()))
     except (StageError, CandleFileError) as exc:
-        console.print(f"[bold red]{name} failed:[/] {exc}")
+        console.print(f"[bold red]{name} failed:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         console.print(f"[yellow]{name} interrupted[/]")

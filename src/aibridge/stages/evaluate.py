@@ -30,8 +30,12 @@ def calibration_table(y: np.ndarray, proba: np.ndarray) -> pd.DataFrame:
             mask = bins == b
             if mask.any():
                 rows.append(
-                    {"class": name, "predicted": float(p[mask].mean()),
-                     "observed": float(hit[mask].mean()), "count": int(mask.sum())}
+                    {
+                        "class": name,
+                        "predicted": float(p[mask].mean()),
+                        "observed": float(hit[mask].mean()),
+                        "count": int(mask.sum()),
+                    }
                 )
     return pd.DataFrame(rows)
 
@@ -45,7 +49,9 @@ def evaluate(cfg: DictConfig, paths: StagePaths) -> dict[str, float]:
     action, _, _ = decide(proba, float(cfg.risk.min_confidence))
     metrics["signal_rate"] = float(np.mean(action != 1))
     traded = action != 1
-    metrics["signal_precision"] = float(np.mean(action[traded] == y[traded])) if traded.any() else 0.0
+    metrics["signal_precision"] = (
+        float(np.mean(action[traded] == y[traded])) if traded.any() else 0.0
+    )
 
     plots = paths.reports / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -71,8 +77,9 @@ def evaluate(cfg: DictConfig, paths: StagePaths) -> dict[str, float]:
         mlflow.log_artifact(str(plots / "calibration.csv"), "evaluation")
         mlflow.log_artifact(str(paths.reports / "metrics.json"), "evaluation")
     console.print(
-        f"evaluate: test accuracy {metrics['accuracy']:.3f}, balanced {metrics['balanced_accuracy']:.3f}, "
-        f"signals on {metrics['signal_rate']:.1%} of bars, precision {metrics['signal_precision']:.3f}"
+        f"evaluate: test accuracy {metrics['accuracy']:.3f}, "
+        f"balanced {metrics['balanced_accuracy']:.3f}, signals on {metrics['signal_rate']:.1%} "
+        f"of bars, precision {metrics['signal_precision']:.3f}"
     )
     return metrics
 

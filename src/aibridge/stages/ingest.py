@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
+from rich.markup import escape
 from rich.progress import Progress
 
 from aibridge.ingest import (
@@ -84,7 +85,12 @@ def ingest(cfg: DictConfig, paths: StagePaths) -> dict:
             rel = path.relative_to(paths.root) if path.is_relative_to(paths.root) else path
             parsed = read_mt4_csv(path)
             result = validate_candles(
-                rel, parsed.candles, parsed.issues, minutes, structural, gaps,
+                rel,
+                parsed.candles,
+                parsed.issues,
+                minutes,
+                structural,
+                gaps,
                 int(cfg.data.max_gap_bars),
             )
             candles = result.candles
@@ -92,7 +98,7 @@ def ingest(cfg: DictConfig, paths: StagePaths) -> dict:
             candles = candles.drop(columns=["line"])
             candles.to_parquet(paths.candles(symbol, timeframe), index=False)
             for issue in result.issues[:5]:
-                console.print(f"[yellow]warning[/] {issue}")
+                console.print(f"[yellow]warning[/] {escape(str(issue))}")
             report["files"][str(rel)] = {
                 "symbol": symbol,
                 "timeframe": timeframe,

@@ -1,4 +1,4 @@
-"""Stage ``labels``: candles → triple-barrier SELL/HOLD/BUY labels (``artifacts/labels.parquet``)."""
+"""Stage ``labels``: candles → triple-barrier SELL/HOLD/BUY labels (see ``aibridge.labels``)."""
 
 from __future__ import annotations
 
@@ -18,16 +18,23 @@ def build_labels(cfg: DictConfig, paths: StagePaths) -> None:
     high, low, close = (candles[c].to_numpy() for c in ("high", "low", "close"))
     atr = features.atr(high, low, close, int(cfg.features.atr_window))
     labels = triple_barrier_labels(
-        high, low, close, atr,
-        float(cfg.labels.tp_atr_mult), float(cfg.labels.sl_atr_mult), int(cfg.labels.horizon),
+        high,
+        low,
+        close,
+        atr,
+        float(cfg.labels.tp_atr_mult),
+        float(cfg.labels.sl_atr_mult),
+        int(cfg.labels.horizon),
     )
     pd.DataFrame({"time": candles["time"].to_numpy(), "label": labels, "atr": atr}).to_parquet(
         paths.labels, index=False
     )
     known = labels[labels != NO_LABEL]
     counts = np.bincount(known, minlength=len(CLASSES))
-    balance = {name.lower(): float(counts[i] / max(len(known), 1)) for i, name in enumerate(CLASSES)}
-    write_json(paths.reports / "labels.json", {"labelled": int(len(known)), "share": balance})
+    balance = {
+        name.lower(): float(counts[i] / max(len(known), 1)) for i, name in enumerate(CLASSES)
+    }
+    write_json(paths.reports / "labels.json", {"labelled": len(known), "share": balance})
     console.print("labels: " + ", ".join(f"{k} {v:.1%}" for k, v in balance.items()))
 
 

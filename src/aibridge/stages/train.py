@@ -53,7 +53,10 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
         )
     try:
         split = time_split(
-            len(frame), float(cfg.split.validation_fraction), float(cfg.split.test_fraction), embargo
+            len(frame),
+            float(cfg.split.validation_fraction),
+            float(cfg.split.test_fraction),
+            embargo,
         )
     except ValueError as exc:
         raise StageError(str(exc)) from None
@@ -65,8 +68,13 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
         f"{len(split.test)} test rows, embargo {embargo} bars"
     )
     booster = fit_booster(
-        X[split.train], y[split.train], X[split.validation], y[split.validation],
-        model_params, seed, feature_names=names,
+        X[split.train],
+        y[split.train],
+        X[split.validation],
+        y[split.validation],
+        model_params,
+        seed,
+        feature_names=names,
     )
     proba = {
         part: booster.predict(X[idx], num_iteration=booster.best_iteration)
@@ -115,7 +123,9 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
     example = candles.tail(settings.min_bars + 2).reset_index(drop=True)[
         ["time", "open", "high", "low", "close", "volume"]
     ]
-    with mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME")) as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME")
+    ) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in flatten(to_container(cfg)).items()})
         mlflow.set_tags(
             {
