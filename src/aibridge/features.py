@@ -93,17 +93,26 @@ class _Windows:
         while len(self.blocks) <= j:
             prev = self.blocks[-1]
             half = 1 << (len(self.blocks) - 1)
-            self.blocks.append(self.op(prev, _shift(prev, half)))
+            block = np.empty_like(prev)
+            block[..., :half] = np.nan
+            self.op(prev[..., half:], prev[..., :-half], out=block[..., half:])
+            self.blocks.append(block)
         return self.blocks[j]
 
-    def reduce(self, w: int) -> np.ndarray:
+    def reduce(self, w: int, rows: slice | int = slice(None)) -> np.ndarray:
+        """Reduce windows of ``w`` bars (optionally only some stacked ``rows``)."""
         out: np.ndarray | None = None
         offset = 0
         for j in range(w.bit_length() - 1, -1, -1):
             if not (w >> j) & 1:
                 continue
-            part = _shift(self._block(j), offset)
-            out = part if out is None else self.op(out, part)
+            block = self._block(j)[rows]
+            if out is None:
+                out = block.copy()
+            else:
+                # out[t] = op(out[t], block[t - offset]); the first `offset` bars stay NaN.
+                self.op(out[..., offset:], block[..., :-offset], out=out[..., offset:])
+                out[..., :offset] = np.nan
             offset += 1 << j
         assert out is not None
         return out
@@ -187,7 +196,7 @@ def feature_matrix(
     extremes_hi = _Windows(h, np.maximum)
     extremes_lo = _Windows(lo, np.minimum)
     for w in p["windows"]:
-        s_c, s_c2, s_r, s_r2, s_v = sums.reduce(w)[:5] / w
+        s_c, s_c2, s_r, s_r2, s_v = sums.reduce(w, slice(0, 5)) / w
         var_c = np.maximum(s_c2 - s_c * s_c, 0.0)
         var_r = np.maximum(s_r2 - s_r * s_r, 0.0)
         hi, lw = extremes_hi.reduce(w), extremes_lo.reduce(w)
@@ -202,14 +211,14 @@ def feature_matrix(
             s_v / (v + 1.0),
         ]
 
-    cols.append(sums.reduce(p["atr_window"])[8] / p["atr_window"] / c)
+    cols.append(sums.reduce(p["atr_window"], 8) / p["atr_window"] / c)
 
-    u, d = sums.reduce(p["rsi_window"])[6:8]
+    u, d = sums.reduce(p["rsi_window"], slice(6, 8))
     total = u + d
     cols.append(np.where(total > 0, u / np.where(total > 0, total, 1.0), 0.5))
 
     vw = p["volume_window"]
-    mean_v, mean_v2 = sums.reduce(vw)[4:6] / vw
+    mean_v, mean_v2 = sums.reduce(vw, slice(4, 6)) / vw
     std_v = np.sqrt(np.maximum(mean_v2 - mean_v * mean_v, 0.0))
     cols.append(np.where(std_v > 0, (v - mean_v) / np.where(std_v > 0, std_v, 1.0), 0.0))
 
