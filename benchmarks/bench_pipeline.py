@@ -32,7 +32,7 @@ def synthetic_m1(n: int, seed: int = 7) -> pd.DataFrame:
     """Random-walk M1 Bid candles with volatility clustering, trading Monday to Friday only."""
     rng = np.random.default_rng(seed)
     minutes = pd.date_range("2015-01-05", periods=int(n * 1.45), freq="min")
-    minutes = minutes[minutes.dayofweek < 5][:n]
+    minutes = minutes[minutes.day_of_week < 5][:n]
     vol = 0.00008 * np.exp(np.convolve(rng.normal(0, 0.3, n), np.ones(60) / 60, mode="same"))
     close = 1.1 * np.exp(np.cumsum(rng.normal(0, 1, n) * vol))
     open_ = np.concatenate([[close[0]], close[:-1]])
@@ -125,7 +125,7 @@ def bench_repro(candles: pd.DataFrame) -> dict:
     with tempfile.TemporaryDirectory(prefix="aibridge-bench-") as tmp:
         root = Path(tmp) / "project"
         root.mkdir()
-        for item in ("conf", "pipelines", "src", "dvc.yaml", "params.yaml", ".dvcignore"):
+        for item in ("conf", "pipelines", "src", "dvc.yaml", "params.yaml", "params.base.yaml", ".dvcignore"):
             src = REPO / item
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / item)
         (root / ".dvc").mkdir()
@@ -136,7 +136,9 @@ def bench_repro(candles: pd.DataFrame) -> dict:
         write_history_center(candles, root / "data" / "EURUSD1.csv")
 
         def sh(*cmd: str) -> None:
-            subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True, text=True)
+            done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
         sh("git", "init", "-q")
         sh("dvc", "add", "-q", "data")

@@ -24,6 +24,7 @@ COPY_ITEMS = [
     "src",
     "dvc.yaml",
     "params.yaml",
+    "params.base.yaml",
     "data.dvc",
     ".dvcignore",
     ".gitignore",

@@ -70,6 +70,9 @@ def test_header_form_any_column_order(tmp_path: Path) -> None:
         ("EURUSD_H1.csv", ("EURUSD", "H1")),
         ("GBPJPY240.csv", ("GBPJPY", "H4")),
         ("XAUUSD-M15.csv", ("XAUUSD", "M15")),
+        ("EURUSD1.csv", ("EURUSD", "M1")),
+        ("EURUSDH1.csv", ("EURUSD", "H1")),
+        ("USDJPY1440.csv", ("USDJPY", "D1")),
         ("candles.csv", None),
     ],
 )

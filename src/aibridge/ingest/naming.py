@@ -46,10 +46,15 @@ def parse_symbol_timeframe(path: Path | str) -> tuple[str, str] | None:
     """Return ``(symbol, timeframe)`` from a file name, or ``None`` when the name says neither."""
     stem = Path(path).stem
     named = _NAMED.match(stem)
-    if named:
+    by_minutes = _MINUTES.match(stem)
+    # "EURUSD1" is EURUSD M1 (MT4's minutes suffix), not "EURUS" D1: without a separator the
+    # named form only wins when it leaves a full 6-character symbol ("EURUSDH1").
+    separated = named is not None and len(named.group("symbol")) < len(stem) - len(
+        named.group("tf")
+    )
+    if named and (separated or len(named.group("symbol")) >= 6 or not by_minutes):
         tf = named.group("tf").upper()
         return named.group("symbol").upper(), "MN1" if tf == "MN" else tf
-    by_minutes = _MINUTES.match(stem)
     if by_minutes and int(by_minutes.group("minutes")) in _MINUTES_TO_NAME:
         return by_minutes.group("symbol").upper(), timeframe_name(int(by_minutes.group("minutes")))
     return None
