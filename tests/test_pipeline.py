@@ -116,3 +116,17 @@ def test_dvc_exp_run_set_param_trains_variant(mutable_project: Path) -> None:
     assert run_.data.params["model.num_leaves"] == "63"
     diff = run([str(BIN / "dvc"), "params", "diff"], mutable_project).stdout
     assert "model.num_leaves" in diff and "63" in diff
+
+
+def test_queued_experiment_logs_into_the_project_store(mutable_project: Path) -> None:
+    """`dvc exp run --queue` runs in .dvc/tmp/exps/...; its MLflow run must land in our store."""
+    run(["git", "add", "-A"], mutable_project)
+    run(["git", "commit", "-q", "-m", "before queue"], mutable_project)
+    run([str(BIN / "dvc"), "exp", "run", "--queue", "-S", "model.num_leaves=7"], mutable_project)
+    out = run([str(BIN / "dvc"), "exp", "run", "--run-all"], mutable_project)
+    assert "Running stage 'train'" in out.stdout + out.stderr
+    client = MlflowClient(tracking_uri=f"sqlite:///{mutable_project / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    leaves = {r.data.params.get("model.num_leaves") for r in client.search_runs(experiments)}
+    assert "7" in leaves
+    assert not list((mutable_project / ".dvc" / "tmp").rglob("mlflow.db"))
