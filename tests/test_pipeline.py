@@ -16,7 +16,7 @@ from tests.conftest import BIN, TrainedStore, run
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["params", "ingest", "features", "labels", "train", "evaluate", "register"]
+STAGES = ["params", "ingest", "features", "labels", "train", "evaluate", "backtest", "register"]
 
 
 def test_repro_runs_every_stage(trained_model_store: TrainedStore) -> None:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from aibridge import __version__
 from aibridge.paths import project_root, sample_data_path
+from aibridge.server.commands import register as register_server_commands
 
 app = typer.Typer(
     help="Train LightGBM decisions on MT4 candles and serve them to an MT4 Expert Advisor.",
@@ -94,6 +95,71 @@ def summary(root: Path = typer.Option(None, help="Project root (default: this ch
         f"{reg['model_name']} v{reg['version']} (aliases: {', '.join(reg['aliases'])})",
     )
     console.print(table)
+
+
+def _registry_context(model_name: str | None) -> tuple[str, str, Path]:
+    """Model name, champion alias and promotions journal from the composed config."""
+    from aibridge.config import compose_config, to_container
+    from aibridge.tracking import configure_mlflow
+
+    cfg = compose_config()
+    configure_mlflow(to_container(cfg.tracking))
+    name = model_name or str(cfg.registry.model_name)
+    return name, str(cfg.registry.champion_alias), project_root() / "reports" / "promotions.jsonl"
+
+
+@app.command("promote")
+def promote(
+    version: str = typer.Argument(..., help="Registered version to make champion."),
+    reason: str = typer.Option(..., "--reason", "-r", help="Why (recorded in the registry)."),
+    model_name: str = typer.Option(None, "--model-name", help="Default: registry.model_name."),
+) -> None:
+    """Point the champion alias at VERSION by hand; the reason is recorded."""
+    from mlflow.exceptions import MlflowException
+
+    from aibridge.promotion import promote as promote_version
+
+    name, alias, journal = _registry_context(model_name)
+    try:
+        move = promote_version(name, version, reason, alias, journal)
+    except (ValueError, MlflowException) as exc:
+        console.print(f"[red]promote failed:[/] {getattr(exc, 'message', exc)}")
+        raise typer.Exit(1) from None
+    console.print(f"{name}: {alias} v{move.from_version} → v{move.to_version} ({reason})")
+
+
+@app.command("rollback")
+def rollback(
+    reason: str = typer.Option(..., "--reason", "-r", help="Why (recorded in the registry)."),
+    to: str = typer.Option(None, "--to", help="Version to restore (default: the previous one)."),
+    model_name: str = typer.Option(None, "--model-name", help="Default: registry.model_name."),
+) -> None:
+    """Put the champion alias back on the version it replaced (or on --to)."""
+    from mlflow.exceptions import MlflowException
+
+    from aibridge.promotion import rollback as rollback_version
+
+    name, alias, journal = _registry_context(model_name)
+    try:
+        move = rollback_version(name, reason, alias, to, journal)
+    except (ValueError, MlflowException) as exc:
+        console.print(f"[red]rollback failed:[/] {getattr(exc, 'message', exc)}")
+        raise typer.Exit(1) from None
+    console.print(f"{name}: {alias} v{move.from_version} → v{move.to_version} ({reason})")
+
+
+@app.command("demo-serve")
+def demo_serve(
+    model: str = typer.Option("models:/aibridge-EURUSD-H1@champion", help="Registered model URI."),
+    bars: int = typer.Option(300, help="Sample bars the EA emulator replays."),
+) -> None:
+    """Start the server on a registered model, drive it with the EA emulator, stop it."""
+    from aibridge.demo import run_demo
+
+    raise typer.Exit(run_demo(model, bars, project_root()))
+
+
+register_server_commands(app)
 
 
 def main() -> None:

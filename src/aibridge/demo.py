@@ -33,8 +33,14 @@ def wait_for_heartbeat(endpoint: str, timeout_s: float, server: subprocess.Popen
     ctx = zmq.Context.instance()
     deadline = time.monotonic() + timeout_s
     request = json.dumps(
-        {"protocol_version": 1, "type": "heartbeat", "request_id": "demo-hb",
-         "symbol": "EURUSD", "timeframe": "H1", "client": "aibridge demo"}
+        {
+            "protocol_version": 1,
+            "type": "heartbeat",
+            "request_id": "demo-hb",
+            "symbol": "EURUSD",
+            "timeframe": "H1",
+            "client": "aibridge demo",
+        }
     )
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -59,9 +65,24 @@ def run_demo(model_uri: str, bars: int, root: Path) -> int:
     logs.mkdir(exist_ok=True)
     server_log = (logs / "demo-serve.out").open("w")
     server = subprocess.Popen(
-        [aibridge, "serve", "--model", model_uri, "--port", str(port), "--metrics-port", "0",
-         "--poll-interval", "0", "--journal", str(root / "journal" / "demo.sqlite")],
-        cwd=root, stdout=server_log, stderr=subprocess.STDOUT, env=os.environ.copy(),
+        [
+            aibridge,
+            "serve",
+            "--model",
+            model_uri,
+            "--port",
+            str(port),
+            "--metrics-port",
+            "0",
+            "--poll-interval",
+            "0",
+            "--journal",
+            str(root / "journal" / "demo.sqlite"),
+        ],
+        cwd=root,
+        stdout=server_log,
+        stderr=subprocess.STDOUT,
+        env=os.environ.copy(),
     )
     try:
         console.print(f"[bold]server[/] starting on {endpoint} with {model_uri} …")
@@ -69,12 +90,22 @@ def run_demo(model_uri: str, bars: int, root: Path) -> int:
         model = hb.get("model") or {}
         console.print(
             f"[bold]server[/] serving {model.get('name')} v{model.get('version')} "
-            f"(alias {model.get('alias')}, run {model.get('run_id')}), min_bars {hb.get('min_bars')}"
+            f"(alias {model.get('alias')}, run {model.get('run_id')}), "
+            f"min_bars {hb.get('min_bars')}"
         )
         summary_path = root / "reports" / "demo_ea_sim.json"
         sim = subprocess.run(
-            [aibridge, "ea-sim", "--endpoint", endpoint, "--bars", str(bars), "--quiet",
-             "--json-out", str(summary_path)],
+            [
+                aibridge,
+                "ea-sim",
+                "--endpoint",
+                endpoint,
+                "--bars",
+                str(bars),
+                "--quiet",
+                "--json-out",
+                str(summary_path),
+            ],
             cwd=root,
         )
         if sim.returncode != 0:

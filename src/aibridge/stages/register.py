@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from aibridge.backtest.gate import load_decision
 from aibridge.config import to_container
+from aibridge.promotion import apply_gate
 from aibridge.registry import register_version
 from aibridge.stages.common import StagePaths, console, read_json, run_stage, write_json
 from aibridge.tracking import configure_mlflow
@@ -33,15 +35,31 @@ def register(cfg: DictConfig, paths: StagePaths) -> dict:
         str(cfg.registry.challenger_alias),
         str(cfg.registry.champion_alias),
     )
+    # The backtest gate decides whether this challenger replaces the champion. The very first
+    # version is champion already (something must be servable); it still gets the gate's tags.
+    decision = load_decision(paths.reports / "backtest" / "gate.json")
+    move = apply_gate(
+        reg.name,
+        reg.version,
+        decision,
+        champion_alias=str(cfg.registry.champion_alias),
+        journal=paths.reports / "promotions.jsonl",
+    )
+    aliases = reg.aliases
+    if move is not None and str(cfg.registry.champion_alias) not in aliases:
+        aliases = [*aliases, str(cfg.registry.champion_alias)]
+    verdict = "promoted to champion" if move else "champion kept"
+    console.print(f"gate: {verdict} — {decision.reason}")
     record = {
         "model_name": reg.name,
         "version": reg.version,
-        "aliases": reg.aliases,
+        "aliases": aliases,
+        "gate": {"promote": decision.promote, "reason": decision.reason},
         "run_id": reg.run_id,
         "model_uri": f"models:/{reg.name}/{reg.version}",
     }
     write_json(paths.reports / "registration.json", record)
-    console.print(f"register: {reg.name} v{reg.version} ({', '.join(reg.aliases)})")
+    console.print(f"register: {reg.name} v{reg.version} ({', '.join(aliases)})")
     return record
 
 

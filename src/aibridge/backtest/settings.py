@@ -1,0 +1,102 @@
+"""Validated settings of the backtest (``conf/backtest/default.yaml``).
+
+Separate from :class:`aibridge.risk.RiskSettings` on purpose: the risk rules are shared with
+the live EA, while these knobs (fill model, slippage, walk-forward windows, the gate) only
+exist in simulation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SlippageSettings(BaseModel):
+    """Adverse slippage on market fills and stop fills (never on take-profits)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["none", "fixed", "random"] = "none"
+    points: float = Field(default=0.0, ge=0, description="fixed amount, or random maximum")
+    seed: int = 0
+
+
+class EngineSettings(BaseModel):
+    """How orders are filled; the defaults are MT4's behaviour."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    initial_equity: float = Field(default=10_000.0, gt=0)
+    stop_first: bool = Field(default=True, description="SL and TP in one bar: stop first")
+    sl_tp_on_entry_bar: bool = Field(
+        default=True, description="MT4 attaches SL/TP to the order, so they act on the entry bar"
+    )
+    close_on_opposite: bool = Field(default=True, description="opposite signal closes first")
+    max_hold_bars: int = Field(default=0, ge=0, description="time exit; 0 = none")
+    fixed_lots: float = Field(default=0.0, ge=0, description="> 0 replaces risk sizing")
+    attach_stops: bool = Field(default=True, description="False: SL only sizes, never fills")
+    spread_points: float | None = Field(
+        default=None, ge=0, description="None: the data's spread column, else the instrument's"
+    )
+    commission_per_lot_per_side: float | None = Field(
+        default=None, ge=0, description="None: the instrument's"
+    )
+    swap: bool = False
+    quote_to_account: float | None = Field(
+        default=None, gt=0, description="constant conversion rate for crosses without a series"
+    )
+    slippage: SlippageSettings = SlippageSettings()
+
+
+class WalkForwardSettings(BaseModel):
+    """Rolling or anchored walk-forward windows, in bars."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["rolling", "anchored"] = "rolling"
+    train_bars: int = Field(default=2000, gt=0)
+    test_bars: int = Field(default=500, gt=0)
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    embargo_bars: int | None = Field(
+        default=None, ge=0, description="None: the label horizon (the minimum that is safe)"
+    )
+    max_folds: int = Field(default=0, ge=0, description="0 = as many as the data allows")
+
+
+class GateSettings(BaseModel):
+    """Champion/challenger rule: what a challenger must show to replace the champion."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: Literal["sharpe", "sortino", "calmar", "net_profit", "profit_factor"] = "sharpe"
+    min_improvement: float = Field(default=0.0, ge=0, description="challenger > champion + this")
+    max_drawdown_pct: float = Field(default=20.0, gt=0, description="challenger's bound")
+    min_trades: int = Field(default=30, ge=0)
+
+
+class BaselineSettings(BaseModel):
+    """Baselines every report compares the model with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    random_runs: int = Field(default=20, ge=1)
+    seed: int = 0
+
+
+class BacktestSettings(BaseModel):
+    """The whole ``backtest`` config group."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: EngineSettings = EngineSettings()
+    walk_forward: WalkForwardSettings = WalkForwardSettings()
+    baselines: BaselineSettings = BaselineSettings()
+    gate: GateSettings = GateSettings()
+    output_dir: str = "reports/backtest"
+
+
+def backtest_settings_from_mapping(data: Mapping[str, Any] | None) -> BacktestSettings:
+    """Validate a Hydra ``cfg.backtest`` node (or a plain dict)."""
+    return BacktestSettings.model_validate(dict(data or {}))

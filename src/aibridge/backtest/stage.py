@@ -1,0 +1,225 @@
+"""DVC stage ``backtest``: walk-forward report, baselines, and the champion/challenger numbers.
+
+Two different questions, two different windows:
+
+* *Is the recipe any good?* Walk-forward over the whole history (retrained per fold), compared
+  with flat, buy-and-hold and random signals → ``reports/backtest/report.md`` + metrics/plots.
+* *Should the new model replace the served one?* The just-trained challenger (``artifacts/model``)
+  and the registry's champion both trade the challenger's held-out test window with the same
+  engine and rules → ``reports/backtest/gate.json``, which the ``register`` stage applies.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from omegaconf import DictConfig
+
+from aibridge import pyfunc_model
+from aibridge.backtest import gate as gate_rule
+from aibridge.backtest.baselines import run_baselines, verdicts
+from aibridge.backtest.engine import run_backtest
+from aibridge.backtest.metrics import compute_metrics
+from aibridge.backtest.report import markdown_report, write_outputs
+from aibridge.backtest.settings import BacktestSettings, backtest_settings_from_mapping
+from aibridge.backtest.walkforward import walk_forward
+from aibridge.config import to_container
+from aibridge.instruments import InstrumentSpec, spec_from_mapping
+from aibridge.paths import conf_dir
+from aibridge.risk import RiskSettings, risk_settings_from_mapping
+from aibridge.stages.common import StagePaths, console, read_json, run_stage
+from aibridge.stages.features import load_candles
+
+GATE_JSON = "gate.json"
+CANDLE_COLUMNS = ["time", "open", "high", "low", "close", "volume"]
+DIRECTION = {"BUY": 1, "SELL": -1, "HOLD": 0}
+
+
+def load_settings(cfg: DictConfig) -> BacktestSettings:
+    """``cfg.backtest`` when the config composes it, else ``conf/backtest/default.yaml``."""
+    if "backtest" in cfg:
+        return backtest_settings_from_mapping(to_container(cfg.backtest))
+    with (conf_dir() / "backtest" / "default.yaml").open(encoding="utf-8") as fh:
+        return backtest_settings_from_mapping(yaml.safe_load(fh))
+
+
+def signals_from_decisions(decisions: pd.DataFrame, point: float) -> tuple[np.ndarray, ...]:
+    """The pyfunc's output (``action``, ``sl_points``, ``tp_points``) as engine inputs."""
+    sig = decisions["action"].map(DIRECTION).fillna(0).to_numpy(dtype=np.int64)
+    sl = decisions["sl_points"].to_numpy(dtype=np.float64) * point
+    tp = decisions["tp_points"].to_numpy(dtype=np.float64) * point
+    return sig, np.nan_to_num(sl), np.nan_to_num(tp)
+
+
+def load_bundle(model_dir: Path) -> pyfunc_model.CandleDecisionModel:
+    """The challenger straight from ``artifacts/model`` (same code path MLflow uses)."""
+    model = pyfunc_model.CandleDecisionModel()
+    model.load_context(
+        SimpleNamespace(
+            artifacts={
+                pyfunc_model.ARTIFACT_BOOSTER: str(model_dir / "booster.txt"),
+                pyfunc_model.ARTIFACT_SETTINGS: str(model_dir / "settings.json"),
+                pyfunc_model.ARTIFACT_FEATURES: str(model_dir / "features.py"),
+                pyfunc_model.ARTIFACT_DECISION: str(model_dir / "decision.py"),
+            }
+        )
+    )
+    return model
+
+
+def window_metrics(
+    decisions: pd.DataFrame,
+    candles: pd.DataFrame,
+    mask: np.ndarray,
+    spec: InstrumentSpec,
+    risk: RiskSettings,
+    settings: BacktestSettings,
+) -> dict[str, float]:
+    """Backtest one model's decisions on the bars selected by ``mask``."""
+    sig, sl, tp = signals_from_decisions(decisions, spec.point)
+    window = candles.loc[mask].reset_index(drop=True)
+    res = run_backtest(window, sig[mask], sl[mask], tp[mask], spec, risk, settings.engine)
+    return compute_metrics(res)
+
+
+def champion_decisions(cfg: DictConfig, candles: pd.DataFrame) -> tuple[pd.DataFrame, str] | None:
+    """The registry champion's decisions on ``candles``, or None when there is no champion."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from aibridge.tracking import configure_mlflow
+
+    configure_mlflow(to_container(cfg.tracking))
+    name, alias = str(cfg.registry.model_name), str(cfg.registry.champion_alias)
+    try:
+        version = MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+    model = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    return model.predict(candles[CANDLE_COLUMNS]), str(version.version)
+
+
+def evaluate_gate(
+    cfg: DictConfig,
+    paths: StagePaths,
+    candles: pd.DataFrame,
+    spec: InstrumentSpec,
+    risk: RiskSettings,
+    settings: BacktestSettings,
+) -> gate_rule.GateDecision:
+    """Challenger vs champion on the challenger's held-out test window."""
+    preds = pd.read_parquet(paths.predictions)
+    test_times = preds.loc[preds["split"] == "test", "time"]
+    t0, t1 = test_times.min(), test_times.max()
+    mask = ((candles["time"] >= t0) & (candles["time"] <= t1)).to_numpy()
+    challenger = window_metrics(
+        load_bundle(paths.model_dir).predict(None, candles[CANDLE_COLUMNS]),
+        candles,
+        mask,
+        spec,
+        risk,
+        settings,
+    )
+    champ = champion_decisions(cfg, candles)
+    champion = None
+    if champ is not None:
+        champion = window_metrics(champ[0], candles, mask, spec, risk, settings) | {
+            "version": float(champ[1])
+        }
+    decision = gate_rule.decide(challenger, champion, settings.gate)
+    console.print(
+        f"backtest gate ({t0} → {t1}): {'PROMOTE' if decision.promote else 'KEEP'} — "
+        f"{decision.reason}"
+    )
+    return decision
+
+
+def _log_mlflow(
+    cfg: DictConfig, paths: StagePaths, summary: dict[str, Any], files: list[Path]
+) -> None:
+    """Attach metrics and files to the train run, so the model's page shows its backtest."""
+    if not paths.train_run.is_file():
+        return
+    import mlflow
+
+    from aibridge.tracking import configure_mlflow
+
+    configure_mlflow(to_container(cfg.tracking))
+    with mlflow.start_run(run_id=read_json(paths.train_run)["run_id"]):
+        mlflow.log_metrics({f"bt_{k}": v for k, v in summary["model"].items() if math.isfinite(v)})
+        for f in files:
+            mlflow.log_artifact(str(f), artifact_path="backtest")
+
+
+def backtest(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
+    """The stage body (see the module docstring)."""
+    settings = load_settings(cfg)
+    container = to_container(cfg)
+    candles = load_candles(cfg, paths)
+    spec = spec_from_mapping(container["instrument"])
+    risk = risk_settings_from_mapping(container["risk"])
+    wf = walk_forward(candles, container, settings.walk_forward)
+    a, b = wf.oos
+    window = candles.iloc[a:b].reset_index(drop=True)
+    sig, sl, tp = wf.signal[a:b], wf.sl_dist[a:b], wf.tp_dist[a:b]
+    result = run_backtest(window, sig, sl, tp, spec, risk, settings.engine)
+    metrics = compute_metrics(result)
+    base = run_baselines(window, sig, sl, tp, spec, risk, settings.engine, settings.baselines)
+    rows = verdicts(metrics, base)
+    decision = evaluate_gate(cfg, paths, candles, spec, risk, settings)
+    wfs = settings.walk_forward
+    span = f"{window['time'].iloc[0]} → {window['time'].iloc[-1]} ({len(window)} bars)"
+    summary = {
+        "window": span,
+        "model": metrics,
+        "baselines": {
+            "flat": base.flat,
+            "buy_and_hold": base.buy_and_hold,
+            "random_median": base.random_median,
+        },
+        "verdicts": rows,
+        "entry_outcomes": result.entry_outcomes(),
+        "folds": len(wf.folds),
+    }
+    report = markdown_report(
+        f"Walk-forward backtest: {spec.symbol} {cfg.timeframe}",
+        span,
+        {
+            "model": metrics,
+            "flat": base.flat,
+            "buy-and-hold": base.buy_and_hold,
+            "random (median)": base.random_median,
+        },
+        rows,
+        wf.fold_metrics,
+        result.entry_outcomes(),
+        {"promote": decision.promote, "reason": decision.reason},
+        notes=[
+            f"{len(wf.folds)} {wfs.mode} folds: train {wfs.train_bars} bars, test "
+            f"{wfs.test_bars} bars, embargo >= label horizon, retrained each fold.",
+            "MT4 fills: bars are Bid, longs open at Ask, shorts close at Ask; orders at the next "
+            "bar's open; stop first when SL and TP share a bar.",
+            f"Random baseline: {settings.baselines.random_runs} seeded runs with the model's "
+            "signal count.",
+        ],
+    )
+    out = paths.root / settings.output_dir
+    files = write_outputs(out, result, base.buy_and_hold_result, summary, wf.fold_metrics, report)
+    decision.write(out / GATE_JSON)
+    _log_mlflow(cfg, paths, summary, [*files.values(), out / GATE_JSON])
+    console.print(
+        f"backtest: {int(metrics['trade_count'])} trades, net {metrics['net_profit']:.2f}, "
+        f"Sharpe {metrics['sharpe']:.2f}, max DD {metrics['max_drawdown_pct']:.2f}% → {out}"
+    )
+    return summary
+
+
+def main() -> None:
+    run_stage("backtest", backtest)

@@ -1,0 +1,149 @@
+"""Moving the ``champion`` alias: by the gate, or by hand (``aibridge promote`` / ``rollback``).
+
+Every move leaves a trail: tags on the version that gained the alias (who/why/when and the
+version it replaced) and a JSON line appended to ``reports/promotions.jsonl``, so "why is v3
+being served?" always has an answer. Works on any MLflow tracking URI the caller configured.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from aibridge.backtest.gate import GateDecision
+
+PREVIOUS_TAG = "promotion.previous_champion"
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """One change of the champion alias."""
+
+    model_name: str
+    alias: str
+    from_version: str | None
+    to_version: str
+    action: str  # gate_promote | gate_keep | promote | rollback
+    reason: str
+    user: str
+    at: str
+
+
+def _current(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def _record(client: MlflowClient, move: AliasMove, journal: Path | None) -> AliasMove:
+    tags = {
+        "promotion.action": move.action,
+        "promotion.reason": move.reason,
+        "promotion.user": move.user,
+        "promotion.at": move.at,
+        PREVIOUS_TAG: move.from_version or "",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(move.model_name, move.to_version, key, value)
+    if journal is not None:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        with journal.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(asdict(move), sort_keys=True) + "\n")
+    return move
+
+
+def _move(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    alias: str,
+    action: str,
+    reason: str,
+    journal: Path | None,
+) -> AliasMove:
+    client.get_model_version(name, version)  # fails clearly for an unknown version
+    before = _current(client, name, alias)
+    if before != version:
+        client.set_registered_model_alias(name, alias, version)
+    move = AliasMove(
+        model_name=name,
+        alias=alias,
+        from_version=before,
+        to_version=str(version),
+        action=action,
+        reason=reason,
+        user=getpass.getuser(),
+        at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    return _record(client, move, journal)
+
+
+def apply_gate(
+    name: str,
+    challenger_version: str,
+    decision: GateDecision,
+    champion_alias: str = "champion",
+    journal: Path | None = None,
+    client: MlflowClient | None = None,
+) -> AliasMove | None:
+    """Register stage: tag the challenger with the decision; move the alias if it won."""
+    client = client or MlflowClient()
+    for key, value in decision.as_tags().items():
+        client.set_model_version_tag(name, challenger_version, key, value)
+    if not decision.promote:
+        return None
+    return _move(
+        client, name, challenger_version, champion_alias, "gate_promote", decision.reason, journal
+    )
+
+
+def promote(
+    name: str,
+    version: str,
+    reason: str,
+    champion_alias: str = "champion",
+    journal: Path | None = None,
+    client: MlflowClient | None = None,
+) -> AliasMove:
+    """Point the champion alias at ``version`` by hand; ``reason`` is required and recorded."""
+    if not reason.strip():
+        raise ValueError("a promotion needs a reason")
+    return _move(
+        client or MlflowClient(), name, version, champion_alias, "promote", reason, journal
+    )
+
+
+def rollback(
+    name: str,
+    reason: str,
+    champion_alias: str = "champion",
+    to_version: str | None = None,
+    journal: Path | None = None,
+    client: MlflowClient | None = None,
+) -> AliasMove:
+    """Put the champion alias back on the version it replaced (or on ``to_version``).
+
+    The previous champion is read from the current champion's ``promotion.previous_champion``
+    tag, written by every alias move.
+    """
+    if not reason.strip():
+        raise ValueError("a rollback needs a reason")
+    client = client or MlflowClient()
+    if to_version is None:
+        current = _current(client, name, champion_alias)
+        if current is None:
+            raise ValueError(f"{name} has no {champion_alias!r} alias to roll back")
+        tags = client.get_model_version(name, current).tags
+        to_version = tags.get(PREVIOUS_TAG) or None
+        if to_version is None:
+            raise ValueError(
+                f"{name} v{current} has no recorded previous champion; pass a version explicitly"
+            )
+    return _move(client, name, to_version, champion_alias, "rollback", reason, journal)

@@ -1,0 +1,329 @@
+"""One request in, exactly one reply out: the transport-free core of the server.
+
+:meth:`RequestHandler.handle` never raises: every failure becomes an error reply with a
+stable code, because a REQ client that gets no answer is wedged until it times out.
+Replies are built as plain dicts in the documented key order and encoded with orjson (a few
+µs); the tests validate them against the pydantic reply models in :mod:`aibridge.protocol`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+import orjson
+
+import aibridge
+from aibridge.protocol import (
+    PROTOCOL_VERSION,
+    ErrorCode,
+    HeartbeatRequest,
+    PredictRequest,
+    ProtocolError,
+    TradeEventRequest,
+    parse_request,
+)
+from aibridge.server.journal import Journal, RequestRecord
+from aibridge.server.metrics import ServerMetrics
+from aibridge.server.models import ModelSet
+
+log = logging.getLogger("aibridge.server.handler")
+
+
+def _num(x: Any) -> float | None:
+    """Floats for JSON; NaN/inf/None become null (orjson would do it silently, we say so)."""
+    if x is None:
+        return None
+    f = float(x)
+    return f if math.isfinite(f) else None
+
+
+class RequestHandler:
+    """Decodes, dispatches, journals and meters one request."""
+
+    def __init__(
+        self,
+        models: ModelSet,
+        risk: dict[str, Any],
+        journal: Journal,
+        metrics: ServerMetrics,
+        max_message_bytes: int,
+    ) -> None:
+        self.models = models
+        self.risk = risk
+        self.journal = journal
+        self.metrics = metrics
+        self.max_message_bytes = max_message_bytes
+        self.started = time.monotonic()
+        self.fault: Exception | None = None  # tests inject failures to exercise `internal`
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._decision_children: dict[tuple[str, str], Any] = {}
+
+    # ------------------------------------------------------------------ entry point
+    def handle(self, raw: bytes) -> bytes:
+        t0 = time.perf_counter()
+        rtype: str | None = None
+        try:
+            req = parse_request(raw, self.max_message_bytes)
+            rtype = req.type
+            if isinstance(req, PredictRequest):
+                reply, rec = self._predict(req)
+            elif isinstance(req, HeartbeatRequest):
+                reply, rec = self._heartbeat(req)
+            else:
+                reply, rec = self._trade_event(req)
+        except ProtocolError as err:
+            reply, rec = self._error(err, raw)
+        except Exception as exc:
+            log.exception("internal error", extra={"type": rtype})
+            err = ProtocolError(
+                ErrorCode.INTERNAL,
+                f"internal error: {type(exc).__name__}",
+                request_type=rtype,
+                request_id=_peek_request_id(raw),
+            )
+            reply, rec = self._error(err, raw)
+        body = orjson.dumps(reply)
+        elapsed = time.perf_counter() - t0
+        rec.latency_us = int(elapsed * 1e6)
+        rec.reply = body
+        self.journal.record_request(rec)
+        key = (rtype or "unknown", reply.get("code") or "ok")
+        children = self._children.get(key)
+        if children is None:  # label lookups cost µs; resolve each combination once
+            children = (
+                self.metrics.requests.labels(*key),
+                self.metrics.latency.labels(key[0]),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(elapsed)
+        return body
+
+    def internal_error_reply(self, raw: bytes, exc: BaseException) -> bytes:
+        """Last resort for the transport loop if :meth:`handle` itself broke."""
+        return orjson.dumps(
+            _error_dict(
+                ProtocolError(
+                    ErrorCode.INTERNAL,
+                    f"internal error: {type(exc).__name__}",
+                    request_id=_peek_request_id(raw),
+                )
+            )
+        )
+
+    # ------------------------------------------------------------------ messages
+    def _predict(self, req: PredictRequest) -> tuple[dict[str, Any], RequestRecord]:
+        slot = self.models.get(req.symbol, req.timeframe)
+        if slot is None:
+            raise self._unknown(req.symbol, req.timeframe, "predict", req.request_id)
+        served = slot.current  # one read: the swap can't split this request across versions
+        model, info = served.model, served.info
+        arr = req.array
+        need = int(model.min_bars)
+        if len(arr) < need:
+            raise ProtocolError(
+                ErrorCode.TOO_FEW_BARS,
+                f"got {len(arr)} candles, model {info.name} v{info.version} needs {need}",
+                details={"got": len(arr), "min_bars": need},
+                request_type="predict",
+                request_id=req.request_id,
+            )
+        if self.fault is not None:
+            raise self.fault
+        w = arr[-need:]
+        try:
+            with np.errstate(all="ignore"):  # absurd inputs: answer bad_candles, not stderr spam
+                d = model.decide(w[:, 0], w[:, 1], w[:, 2], w[:, 3], w[:, 4], w[:, 5])
+        except ValueError as exc:  # the model refuses these numbers (non-finite features)
+            raise ProtocolError(
+                ErrorCode.BAD_CANDLES,
+                f"model cannot use these candles: {exc}",
+                details={"index": None, "reason": str(exc)},
+                request_type="predict",
+                request_id=req.request_id,
+            ) from None
+        digits = int(model.digits)
+        sl, tp = _num(d.sl), _num(d.tp)
+        probs = d.probabilities
+        bar_time = int(arr[-1, 0])
+        reply = {
+            "protocol_version": PROTOCOL_VERSION,
+            "request_id": req.request_id,
+            "status": "ok",
+            "type": "predict",
+            "symbol": info.symbol,
+            "timeframe": info.timeframe,
+            "bar_time": bar_time,
+            "action": d.action,
+            "confidence": float(d.confidence),
+            "p_buy": float(probs["BUY"]),
+            "p_sell": float(probs["SELL"]),
+            "p_hold": float(probs["HOLD"]),
+            "sl": None if sl is None else round(sl, digits),
+            "tp": None if tp is None else round(tp, digits),
+            "sl_points": _num(d.sl_points),
+            "tp_points": _num(d.tp_points),
+            "reason": d.reason,
+            "model": info.name,
+            "model_version": str(info.version),
+        }
+        key = (info.name, d.action)
+        counter = self._decision_children.get(key)
+        if counter is None:
+            counter = self._decision_children[key] = self.metrics.decisions.labels(*key)
+        counter.inc()
+        summary = {
+            "n": len(arr),
+            "bar_time": bar_time,
+            "spread_points": req.spread_points,
+            "confidence": round(float(d.confidence), 4),
+        }
+        rec = _record("predict", req.request_id, info.symbol, info.timeframe, "ok")
+        rec.action = d.action
+        rec.model_version = str(info.version)
+        rec.summary = summary
+        return reply, rec
+
+    def _heartbeat(self, req: HeartbeatRequest) -> tuple[dict[str, Any], RequestRecord]:
+        now = time.time()
+        self.metrics.last_heartbeat.set(now)
+        slot = None
+        if req.symbol is not None or req.timeframe is not None:
+            if req.symbol is None or req.timeframe is None:
+                raise ProtocolError(
+                    ErrorCode.SCHEMA,
+                    "heartbeat needs both symbol and timeframe, or neither",
+                    request_type="heartbeat",
+                    request_id=req.request_id,
+                )
+            slot = self.models.get(req.symbol, req.timeframe)
+            if slot is None:
+                raise self._unknown(req.symbol, req.timeframe, "heartbeat", req.request_id)
+        elif len(self.models.slots) == 1:
+            slot = next(iter(self.models.slots.values()))
+        reply: dict[str, Any] = {
+            "protocol_version": PROTOCOL_VERSION,
+            "request_id": req.request_id,
+            "status": "ok",
+            "type": "heartbeat",
+            "server_version": aibridge.__version__,
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "server_time": int(now),
+            "model": None,
+            "min_bars": None,
+            "digits": None,
+            "point": None,
+            "sl_atr_mult": None,
+            "tp_atr_mult": None,
+            "risk": None,
+            "model_status": "ok",
+            "model_error": None,
+            "models": self.models.describe(),
+        }
+        version = None
+        if slot is not None:
+            served = slot.current
+            model, info = served.model, served.info
+            version = str(info.version)
+            reply.update(
+                model={
+                    "name": info.name,
+                    "version": version,
+                    "alias": info.alias,
+                    "run_id": info.run_id,
+                    "trained_at": info.trained_at,
+                    "data_hash": info.data_hash,
+                    "symbol": info.symbol,
+                    "timeframe": info.timeframe,
+                },
+                min_bars=int(model.min_bars),
+                digits=int(model.digits),
+                point=float(model.point),
+                sl_atr_mult=float(model.sl_atr_mult),
+                tp_atr_mult=float(model.tp_atr_mult),
+                risk={**self.risk, "min_confidence": float(model.min_confidence)},
+                model_status="reload_failed" if slot.error else "ok",
+                model_error=slot.error,
+            )
+        rec = _record("heartbeat", req.request_id, req.symbol, req.timeframe, "ok")
+        rec.model_version = version
+        rec.summary = {"client": req.client} if req.client else None
+        return reply, rec
+
+    def _trade_event(self, req: TradeEventRequest) -> tuple[dict[str, Any], RequestRecord]:
+        values = req.model_dump(exclude={"type", "protocol_version"})
+        values["ts"] = time.time()
+        event_id = self.journal.record_trade_event(values)
+        reply = {
+            "protocol_version": PROTOCOL_VERSION,
+            "request_id": req.request_id,
+            "status": "ok",
+            "type": "trade_event",
+            "event": req.event,
+            "event_id": event_id,
+        }
+        rec = _record("trade_event", req.request_id, req.symbol, req.timeframe, "ok")
+        rec.model_version = req.model_version
+        rec.summary = {"event": req.event, "ticket": req.ticket, "event_id": event_id}
+        return reply, rec
+
+    # ------------------------------------------------------------------ errors
+    def _unknown(self, symbol: str, timeframe: str, rtype: str, rid: str | None) -> ProtocolError:
+        served = self.models.served_names()
+        return ProtocolError(
+            ErrorCode.UNKNOWN_MODEL,
+            f"no model served for {symbol} {timeframe} (served: {', '.join(served) or 'none'})",
+            details={"symbol": symbol, "timeframe": timeframe, "served": served},
+            request_type=rtype,
+            request_id=rid,
+        )
+
+    def _error(self, err: ProtocolError, raw: bytes) -> tuple[dict[str, Any], RequestRecord]:
+        rec = _record(err.request_type, err.request_id, None, None, "error")
+        rec.code = err.code.value
+        rec.summary = {"size": len(raw), "head": raw[:160].decode("utf-8", "replace")}
+        return _error_dict(err), rec
+
+
+def _error_dict(err: ProtocolError) -> dict[str, Any]:
+    return {
+        "protocol_version": PROTOCOL_VERSION,
+        "request_id": err.request_id,
+        "status": "error",
+        "type": err.request_type,
+        "code": err.code.value,
+        "message": err.message,
+        "details": err.details,
+    }
+
+
+def _record(
+    rtype: str | None, rid: str | None, symbol: str | None, timeframe: str | None, status: str
+) -> RequestRecord:
+    return RequestRecord(
+        ts=time.time(),
+        type=rtype,
+        request_id=rid,
+        symbol=symbol,
+        timeframe=timeframe,
+        status=status,
+        code=None,
+        action=None,
+        model_version=None,
+        latency_us=0,
+        summary=None,
+        reply=b"",
+    )
+
+
+def _peek_request_id(raw: bytes) -> str | None:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    rid = obj.get("request_id") if isinstance(obj, dict) else None
+    return rid if isinstance(rid, str) and len(rid) <= 64 else None

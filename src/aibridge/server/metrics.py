@@ -1,0 +1,151 @@
+"""Prometheus metrics and ``/healthz`` on a small HTTP server of their own.
+
+Each server instance owns its registry, so several servers (tests, benchmarks) can live in
+one process without colliding in prometheus-client's global registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.00075,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.01,
+    0.025,
+    0.1,
+    1.0,
+)
+
+
+class ServerMetrics:
+    """All series the server exports; label values are low-cardinality by construction."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "aibridge_requests",
+            "Requests answered, by type and status/code",
+            ["type", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "aibridge_request_seconds",
+            "Server-side handling time per request",
+            ["type"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.decisions = Counter(
+            "aibridge_decisions", "Predict replies by action", ["model", "action"], registry=r
+        )
+        self.model_info = Gauge(
+            "aibridge_model_info",
+            "Served model version (value 1)",
+            ["symbol", "timeframe", "name", "version", "alias", "run_id"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "aibridge_model_reloads", "Model swaps after an alias move", ["model"], registry=r
+        )
+        self.reload_failures = Counter(
+            "aibridge_model_reload_failures", "Failed model loads", ["model"], registry=r
+        )
+        self.reload_failing = Gauge(
+            "aibridge_model_reload_failing",
+            "1 while the last load of a newer version failed (old one still serving)",
+            ["model"],
+            registry=r,
+        )
+        self.last_heartbeat = Gauge(
+            "aibridge_last_ea_heartbeat_timestamp_seconds",
+            "Unix time of the last heartbeat received from an EA",
+            registry=r,
+        )
+        self.uptime = Gauge("aibridge_uptime_seconds", "Seconds since start", registry=r)
+
+    def set_model(self, symbol: str, timeframe: str, info: Any, previous: Any | None) -> None:
+        """Point the info gauge at the served version (and drop the old series)."""
+        if previous is not None:
+            with contextlib.suppress(KeyError):
+                self.model_info.remove(*_info_labels(symbol, timeframe, previous))
+        self.model_info.labels(*_info_labels(symbol, timeframe, info)).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _info_labels(symbol: str, timeframe: str, info: Any) -> tuple[str, ...]:
+    return (symbol, timeframe, info.name, str(info.version), info.alias or "", info.run_id)
+
+
+class MetricsServer:
+    """``GET /metrics`` (Prometheus text) and ``GET /healthz`` (JSON, 200 or 503)."""
+
+    def __init__(
+        self,
+        metrics: ServerMetrics,
+        health: Callable[[], tuple[bool, dict[str, Any]]],
+        host: str,
+        port: int,
+    ) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    outer._send(self, 200, outer.metrics.render(), CONTENT_TYPE_LATEST)
+                elif path == "/healthz":
+                    ok, doc = outer.health()
+                    outer._send(self, 200 if ok else 503, orjson.dumps(doc), "application/json")
+                else:
+                    outer._send(self, 404, b"not found\n", "text/plain")
+
+            def log_message(self, *args: object) -> None:  # keep scrapes out of stderr
+                return
+
+        self.metrics = metrics
+        self.health = health
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = int(self.httpd.server_address[1])
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, name="metrics-http", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @staticmethod
+    def _send(h: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str) -> None:
+        h.send_response(code)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)

@@ -1,0 +1,124 @@
+"""Assemble and run a server from settings: config → logging → journal → models → loop."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from typing import Any
+
+import zmq
+from pydantic import ValidationError
+
+from aibridge.protocol import RiskBlock
+from aibridge.server.app import SignalServer, install_signal_handlers
+from aibridge.server.journal import Journal
+from aibridge.server.keys import CurveKeyError
+from aibridge.server.logs import setup_logging
+from aibridge.server.metrics import ServerMetrics
+from aibridge.server.models import ModelLoadError, ModelSet, registry_backend
+from aibridge.server.settings import ServeSettings, load_serve_settings
+
+log = logging.getLogger("aibridge.server")
+
+
+class ServeError(RuntimeError):
+    """Startup failed for a reason the user can fix (bad URI, port in use, bad key...)."""
+
+
+def risk_block() -> dict[str, Any]:
+    """Risk rules from the composed config (``cfg.risk``) or ``conf/risk/default.yaml``."""
+    from aibridge.risk import load_risk_settings, risk_settings_from_mapping
+
+    settings = None
+    try:
+        from aibridge.config import compose_config
+
+        cfg = compose_config()
+        if "risk" in cfg:
+            settings = risk_settings_from_mapping(cfg.risk)
+    except Exception:  # no conf/config.yaml in this checkout: fall back to the YAML file
+        settings = None
+    settings = settings or load_risk_settings()
+    fields = set(RiskBlock.model_fields)
+    return {k: v for k, v in settings.model_dump().items() if k in fields}
+
+
+def tracking_uri_for(settings: ServeSettings) -> str:
+    """Explicit setting, else the project's resolution (env → conf/tracking → ./mlflow.db)."""
+    if settings.tracking_uri:
+        return settings.tracking_uri
+    from aibridge.tracking import resolve_tracking_uri
+
+    tracking_cfg = None
+    try:
+        from omegaconf import OmegaConf
+
+        from aibridge.config import compose_config
+
+        cfg = compose_config()
+        if "tracking" in cfg:
+            tracking_cfg = OmegaConf.to_container(cfg.tracking, resolve=True)
+    except Exception:
+        tracking_cfg = None
+    return resolve_tracking_uri(tracking_cfg)  # type: ignore[arg-type]
+
+
+def build_server(settings: ServeSettings) -> SignalServer:
+    """Everything but the loop; raises :class:`ServeError` for user-fixable problems."""
+    journal = Journal(settings.journal_path)
+    metrics = ServerMetrics()
+    tracking = tracking_uri_for(settings)
+    resolver, loader = registry_backend(tracking, settings.model_cache_dir)
+    models = ModelSet(
+        settings.models, resolver=resolver, loader=loader, journal=journal, metrics=metrics
+    )
+    try:
+        models.load_all()
+    except ModelLoadError as exc:
+        journal.close()
+        raise ServeError(f"{exc} (tracking URI {tracking})") from None
+    server = SignalServer(settings, models, risk_block(), journal=journal, metrics=metrics)
+    try:
+        server.bind()
+    except zmq.ZMQError as exc:
+        server.close()
+        raise ServeError(f"cannot bind tcp://{settings.host}:{settings.port}: {exc}") from None
+    except CurveKeyError as exc:
+        server.close()
+        raise ServeError(str(exc)) from None
+    except OSError as exc:  # metrics port in use
+        server.close()
+        raise ServeError(f"cannot start metrics on port {settings.metrics_port}: {exc}") from None
+    return server
+
+
+def run_server(overrides: dict[str, Any], *, no_metrics: bool = False) -> None:
+    """``aibridge serve``: returns normally (exit 0) after SIGINT/SIGTERM."""
+    import os
+
+    from aibridge.paths import project_root
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep logs clean
+    try:
+        settings = load_serve_settings(overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ServeError(f"invalid serve settings: {problems}") from None
+    if no_metrics:
+        settings = settings.model_copy(update={"metrics_port": None})
+    settings = settings.resolve_paths(project_root())
+    setup_logging(
+        settings.log_path,
+        level=settings.log_level,
+        max_bytes=settings.log_max_bytes,
+        backups=settings.log_backups,
+    )
+    if not settings.models:
+        raise ServeError("no models configured (conf/serve models: or --model)")
+    server = build_server(settings)
+    gc.freeze()  # models and imports are long-lived: keep them out of every GC pass
+    install_signal_handlers(server)
+    server.models.start_polling(settings.poll_interval_s)
+    server.serve_forever()

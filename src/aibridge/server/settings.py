@@ -1,0 +1,93 @@
+"""Server settings: ``conf/serve/default.yaml`` (via Hydra when wired) plus CLI overrides."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from aibridge.protocol import DEFAULT_MAX_MESSAGE_BYTES
+
+
+class ClientSettings(BaseModel):
+    """Emulator/EA transport defaults: one place so both time out the same way."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout_ms: int = Field(default=1500, gt=0)
+    retries: int = Field(default=2, ge=0)
+    heartbeat_s: float = Field(default=5.0, gt=0)
+
+
+class ServeSettings(BaseModel):
+    """Everything ``aibridge serve`` needs; validated so a typo fails at startup, not later."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=5555, ge=0, le=65535)
+    models: list[str] = Field(default_factory=lambda: ["models:/aibridge-EURUSD-H1@champion"])
+    tracking_uri: str | None = None
+    poll_interval_s: float = Field(default=30.0, ge=0)
+    max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, gt=0)
+    journal_path: Path = Path("journal/aibridge.sqlite")
+    model_cache_dir: Path = Path("artifacts/serve-models")
+    log_path: Path | None = Path("logs/aibridge-serve.jsonl")
+    log_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    log_backups: int = Field(default=5, ge=0)
+    log_level: str = "INFO"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=9108, ge=0, le=65535, description="0 = random")
+    curve_secret_key: Path | None = None
+    shutdown_grace_s: float = Field(default=2.0, ge=0)
+    client: ClientSettings = Field(default_factory=ClientSettings)
+
+    @property
+    def hard_max_message_bytes(self) -> int:
+        """ZMQ_MAXMSGSIZE: past this ZeroMQ drops the peer instead of us answering."""
+        return 4 * self.max_message_bytes
+
+    def resolve_paths(self, root: Path) -> ServeSettings:
+        """Relative paths are relative to the project root, not the shell's cwd."""
+
+        def fix(p: Path | None) -> Path | None:
+            return p if p is None or p.is_absolute() else root / p
+
+        return self.model_copy(
+            update={
+                "journal_path": fix(self.journal_path),
+                "model_cache_dir": fix(self.model_cache_dir),
+                "log_path": fix(self.log_path),
+                "curve_secret_key": fix(self.curve_secret_key),
+            }
+        )
+
+
+def _serve_yaml() -> Path:
+    from aibridge.paths import conf_dir
+
+    return conf_dir() / "serve" / "default.yaml"
+
+
+def load_serve_settings(overrides: Mapping[str, Any] | None = None) -> ServeSettings:
+    """Composed ``serve`` node if Hydra's config includes it, else the YAML file directly."""
+    data: dict[str, Any] = {}
+    try:
+        from omegaconf import OmegaConf
+
+        from aibridge.config import compose_config
+
+        cfg = compose_config()
+        if "serve" in cfg:
+            data = OmegaConf.to_container(cfg.serve, resolve=True)  # type: ignore[assignment]
+    except Exception:  # no conf/config.yaml yet, or it lacks the serve group
+        data = {}
+    if not data:
+        path = _serve_yaml()
+        if path.is_file():
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return ServeSettings.model_validate(data)

@@ -1,0 +1,161 @@
+"""The `backtest` stage on the real pipeline output (the session's `dvc repro` project copy).
+
+A real champion/challenger situation: the copy's registry champion is version 1 (trained
+with ``min_confidence`` 0.45); the copy then retrains a challenger with ``min_confidence`` 0.34
+(``pipelines/params.py`` + ``pipelines/train.py``, as ``dvc repro`` would after that edit) and
+runs ``pipelines/backtest.py`` exactly as DVC would, with fewer folds/random runs to stay quick,
+then registers the challenger (version 2) so the replay test can serve a model that trades.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from aibridge.backtest import EngineSettings, run_backtest
+from aibridge.backtest.gate import decide
+from aibridge.backtest.settings import GateSettings
+from aibridge.backtest.stage import load_bundle, signals_from_decisions
+from aibridge.ea_sim import LazyPirateClient, build_predict, load_candles
+from aibridge.ingest import read_mt4_csv
+from aibridge.instruments import load_instrument
+from aibridge.paths import sample_data_path
+from aibridge.risk import RiskSettings
+from tests.conftest import BIN, TrainedStore, run
+from tests.server_fixtures import real_models, running_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def backtested(trained_model_store: TrainedStore, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("backtest") / "aibridge"
+    shutil.copytree(trained_model_store.root, root, symlinks=True)
+    conf = root / "conf" / "backtest" / "default.yaml"
+    cfg = yaml.safe_load(conf.read_text())
+    cfg["walk_forward"] |= {"train_bars": 1500, "test_bars": 1000, "max_folds": 3}
+    cfg["baselines"]["random_runs"] = 3
+    conf.write_text(yaml.safe_dump(cfg))
+    model = root / "conf" / "model" / "lightgbm.yaml"  # quick, and no thread contention
+    m = yaml.safe_load(model.read_text()) | {"num_threads": 1, "num_boost_round": 60}
+    model.write_text(yaml.safe_dump(m))
+    risk = root / "conf" / "risk" / "default.yaml"
+    risk.write_text(risk.read_text().replace("min_confidence: 0.45", "min_confidence: 0.34"))
+    for stage in ("params", "train", "backtest", "register"):
+        run([str(BIN / "python"), f"pipelines/{stage}.py"], root)
+    return root
+
+
+def test_stage_writes_every_output(backtested: Path) -> None:
+    out = backtested / "reports" / "backtest"
+    for name in (
+        "equity.csv",
+        "drawdown.csv",
+        "trades.csv",
+        "folds.csv",
+        "metrics.json",
+        "report.md",
+        "equity.png",
+        "drawdown.png",
+        "gate.json",
+    ):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    trades = pd.read_csv(out / "trades.csv")
+    assert metrics["model"]["trade_count"] == len(trades)
+    assert metrics["model"]["net_profit"] == pytest.approx(trades["net_pnl"].sum(), abs=0.05)
+    assert len(pd.read_csv(out / "folds.csv")) == metrics["folds"] == 3
+    report = (out / "report.md").read_text()
+    assert "vs **flat**" in report and "vs **buy-and-hold**" in report
+    assert "vs **random (median)**" in report
+
+
+def test_gate_compares_with_the_registry_champion(backtested: Path) -> None:
+    gate = json.loads((backtested / "reports" / "backtest" / "gate.json").read_text())
+    assert gate["champion"] is not None and gate["champion"]["version"] == 1
+    assert gate["challenger"]["trade_count"] > 0  # the 0.34 challenger really trades
+    champion = {k: v for k, v in gate["champion"].items() if k != "version"}
+    again = decide(gate["challenger"], champion, GateSettings(**gate["rule"]))
+    assert (again.promote, again.reason) == (gate["promote"], gate["reason"])
+
+
+def test_local_bundle_and_registry_pyfunc_decide_identically(
+    trained_model_store: TrainedStore,
+) -> None:
+    """The gate runs the challenger from artifacts/model and the champion from the registry;
+    for one and the same model both paths must give the same decisions."""
+    mlflow.set_tracking_uri(trained_model_store.tracking_uri)
+    try:
+        registry = mlflow.pyfunc.load_model(trained_model_store.model_uri)
+        candles = trained_model_store.candles.tail(600).reset_index(drop=True)
+        local = load_bundle(trained_model_store.root / "artifacts" / "model")
+        pd.testing.assert_frame_equal(local.predict(None, candles), registry.predict(candles))
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_backtest_is_logged_to_the_train_run(backtested: Path) -> None:
+    run_id = json.loads((backtested / "artifacts" / "train_run.json").read_text())["run_id"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{backtested / 'mlflow.db'}")
+    logged = client.get_run(run_id)
+    assert "bt_sharpe" in logged.data.metrics
+    names = {a.path for a in client.list_artifacts(run_id, "backtest")}
+    assert {"backtest/report.md", "backtest/equity.png", "backtest/gate.json"} <= names
+
+
+REPLAY_BARS = 300  # the last bars of the sample
+
+
+def test_server_replay_equals_backtest_signals(backtested: Path, tmp_path: Path) -> None:
+    """Replay parity: the EA emulator's request builder and Lazy Pirate transport replay the
+    sample bar by bar against a real SignalServer serving the registered challenger; the
+    replies, turned into engine inputs by the backtest's own function, equal the signals and
+    SL/TP distances the backtest computed from the bundle in one pass, and so do the trades.
+    """
+    spec = load_instrument("EURUSD")
+    candles = read_mt4_csv(sample_data_path()).candles.drop(columns=["line"])
+    offline = load_bundle(backtested / "artifacts" / "model").predict(None, candles)
+    want_sig, want_sl, want_tp = signals_from_decisions(offline, spec.point)
+    window = slice(len(candles) - REPLAY_BARS, len(candles))
+    assert np.count_nonzero(want_sig[window]) > 10  # a replay with trades to compare
+
+    replay = load_candles(sample_data_path())
+    uri = "models:/aibridge-EURUSD-H1@challenger"
+    models = real_models(f"sqlite:///{backtested / 'mlflow.db'}", [uri], tmp_path / "cache")
+    replies = []
+    with running_server(tmp_path, models) as (_, endpoint):
+        client = LazyPirateClient(endpoint, timeout_ms=5000, retries=1)
+        try:
+            raw, _, _ = client.request(b'{"protocol_version":1,"type":"heartbeat"}')
+            assert raw is not None
+            n = int(orjson.loads(raw)["min_bars"])
+            for i in range(window.start, window.stop):
+                payload = build_predict(replay, i, n, spec.digits, "EURUSD", "H1", str(i), None)
+                raw, _, _ = client.request(payload)
+                assert raw is not None, f"no reply for bar {i}"
+                replies.append(orjson.loads(raw))
+        finally:
+            client.close()
+    wire = pd.DataFrame(replies)
+    assert (wire["status"] == "ok").all()
+    assert (wire["model_version"].astype(str) == "2").all()
+    got_sig, got_sl, got_tp = signals_from_decisions(wire, spec.point)
+    np.testing.assert_array_equal(got_sig, want_sig[window])
+    np.testing.assert_array_equal(got_sl, want_sl[window])
+    np.testing.assert_array_equal(got_tp, want_tp[window])
+
+    bars = candles.iloc[window].reset_index(drop=True)
+    risk, engine = RiskSettings(), EngineSettings()
+    live = run_backtest(bars, got_sig, got_sl, got_tp, spec, risk, engine)
+    sim = run_backtest(bars, want_sig[window], want_sl[window], want_tp[window], spec, risk, engine)
+    assert len(live.trades) > 0
+    pd.testing.assert_frame_equal(live.trades, sim.trades)

@@ -1,0 +1,171 @@
+"""The server with a real registered model: golden fixtures, every error code, pyfunc parity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import orjson
+import pytest
+
+from aibridge.protocol import ErrorReply, HeartbeatReply, PredictReply, parse_reply
+from tests.conftest import TrainedStore
+from tests.protocol_fixtures import fixture_request_bytes, load_fixtures
+from tests.server_fixtures import RISK, ReqClient, real_models, running_server
+
+FIXTURES = load_fixtures()
+
+
+@pytest.fixture(scope="module")
+def served(trained_model_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory):
+    """One real server on the trained champion for the whole module."""
+    tmp = tmp_path_factory.mktemp("served")
+    models = real_models(
+        trained_model_store.tracking_uri, [trained_model_store.model_uri], tmp / "cache"
+    )
+    with running_server(tmp, models) as (server, ep):
+        yield server, ep
+
+
+def _shape(value: object) -> object:
+    """Key structure (names and order, recursively) without the values."""
+    if isinstance(value, dict):
+        return [(k, _shape(v)) for k, v in value.items()]
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return [_shape(value[0])]
+    return None
+
+
+def _check(reply: dict, name: str) -> None:
+    fx = FIXTURES[name]
+    assert _shape(reply) == _shape(fx["reply"]), "keys/order differ from the golden fixture"
+    for key in fx["compare"]:
+        assert reply[key] == fx["reply"][key], key
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_golden_fixture_round_trip(served, name: str) -> None:
+    server, ep = served
+    fx = FIXTURES[name]
+    if name == "error_internal":
+        server.handler.fault = RuntimeError("injected")
+    try:
+        with ReqClient(ep) as c:
+            raw = c.raw(fixture_request_bytes(fx))
+    finally:
+        server.handler.fault = None
+    parse_reply(raw)  # valid against the reply model
+    _check(orjson.loads(raw), name)
+
+
+def test_heartbeat_reports_model_and_risk(served, trained_model_store: TrainedStore) -> None:
+    _, ep = served
+    with ReqClient(ep) as c:
+        hb = HeartbeatReply.model_validate(c.call(FIXTURES["heartbeat"]["request"]))
+    assert hb.model is not None and hb.risk is not None
+    assert (hb.model.name, hb.model.version, hb.model.alias) == (
+        "aibridge-EURUSD-H1",
+        "1",
+        "champion",
+    )
+    assert (hb.model.symbol, hb.model.timeframe) == ("EURUSD", "H1")
+    assert hb.model.run_id and hb.model.data_hash
+    assert hb.min_bars == FIXTURES["heartbeat"]["reply"]["min_bars"]
+    assert hb.risk.max_spread_points == RISK["max_spread_points"]
+    assert hb.digits == 5 and hb.point == pytest.approx(1e-5)
+    assert hb.model_status == "ok" and len(hb.models) == 1
+
+
+def test_predict_reply_is_rounded_and_consistent(served) -> None:
+    _, ep = served
+    with ReqClient(ep) as c:
+        p = PredictReply.model_validate(c.call(FIXTURES["predict"]["request"]))
+    assert p.p_buy + p.p_sell + p.p_hold == pytest.approx(1.0)
+    assert p.confidence == max(p.p_buy, p.p_sell, p.p_hold)
+    if p.action == "HOLD":
+        assert p.sl is None and p.tp is None
+    else:
+        assert round(p.sl, 5) == p.sl and round(p.tp, 5) == p.tp
+        close = FIXTURES["predict"]["request"]["candles"][-1][4]
+        sign = 1 if p.action == "BUY" else -1
+        assert p.sl == pytest.approx(close - sign * p.sl_points * 1e-5)
+        assert p.tp == pytest.approx(close + sign * p.tp_points * 1e-5)
+
+
+def test_extra_candles_are_accepted_and_the_last_one_decides(served) -> None:
+    _, ep = served
+    from tests.protocol_fixtures import sample_candles
+
+    long = sample_candles(300)
+    short = long[-FIXTURES["heartbeat"]["reply"]["min_bars"] :]
+    base = {"type": "predict", "symbol": "EURUSD", "timeframe": "H1"}
+    with ReqClient(ep) as c:
+        a = c.call(base | {"candles": long})
+        b = c.call(base | {"candles": short})
+    assert a == b and a["bar_time"] == long[-1][0]
+
+
+def test_model_refusing_candles_is_bad_candles_not_internal(served) -> None:
+    _, ep = served
+    from tests.protocol_fixtures import sample_candles
+
+    rows = sample_candles(60)
+    for r in rows:  # absurd but valid OHLC: features overflow to inf
+        r[1:5] = [x * 1e300 for x in r[1:5]]
+    with ReqClient(ep) as c:
+        reply = c.call({"type": "predict", "symbol": "EURUSD", "timeframe": "H1", "candles": rows})
+    err = ErrorReply.model_validate(reply)
+    assert err.code.value == "bad_candles" and "non-finite features" in err.message
+
+
+@pytest.mark.slow
+def test_wire_decisions_equal_pyfunc_on_every_bar(
+    served, trained_model_store: TrainedStore
+) -> None:
+    """What the EA receives over ZeroMQ equals ``pyfunc.predict`` on the full history."""
+    from aibridge.ea_sim import build_predict, load_candles
+    from aibridge.paths import sample_data_path
+
+    _, ep = served
+    mlflow.set_tracking_uri(trained_model_store.tracking_uri)
+    try:
+        expected = mlflow.pyfunc.load_model(trained_model_store.model_uri).predict(
+            trained_model_store.candles
+        )
+    finally:
+        mlflow.set_tracking_uri(None)
+    candles = load_candles(sample_data_path())
+    assert len(candles) == len(expected)
+    with ReqClient(ep) as c:
+        m = int(c.call({"type": "heartbeat"})["min_bars"])
+        bad = []
+        for t in range(m - 1, len(candles)):
+            got = c.call(build_predict(candles, t, m, 5, "EURUSD", "H1", str(t), None))
+            row = expected.iloc[t]
+            same = (
+                got["action"] == row["action"]
+                and got["confidence"] == row["confidence"]
+                and got["p_buy"] == row["p_buy"]
+                and got["p_sell"] == row["p_sell"]
+                and got["p_hold"] == row["p_hold"]
+                and got["reason"] == row["reason"]
+                and _same(got["sl"], row["sl"])
+                and _same(got["tp"], row["tp"])
+                and _same(got["sl_points"], row["sl_points"])
+                and _same(got["tp_points"], row["tp_points"])
+            )
+            if not same:
+                bad.append((t, got, row.to_dict()))
+    assert bad == []
+    assert len(candles) - m + 1 > 4900
+
+
+def _same(got: float | None, want: float) -> bool:
+    return (got is None and bool(np.isnan(want))) or (got is not None and got == want)
+
+
+def test_served_directory_is_per_version(served, tmp_path: Path) -> None:
+    server, _ = served
+    slot = next(iter(server.models.slots.values()))
+    assert slot.current.model.model_dir.name == "aibridge-EURUSD-H1-v1"
