@@ -2,26 +2,53 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import mlflow
 import numpy as np
 import pytest
 
-from aibridge.bundle import ModelLoadError, TooFewBarsError, load_serving_model, parse_model_uri
+from aibridge.bundle import (
+    ModelLoadError,
+    ServingModel,
+    TooFewBarsError,
+    load_serving_model,
+    parse_model_uri,
+)
 from tests.conftest import TrainedStore
 
 pytestmark = pytest.mark.slow
 
 
-def test_fast_path_equals_pyfunc_on_every_bar(trained_model_store: TrainedStore, tmp_path) -> None:
+@pytest.mark.parametrize("min_confidence", [None, 0.34])
+def test_fast_path_equals_pyfunc_on_every_bar(
+    trained_model_store: TrainedStore, tmp_path, min_confidence: float | None
+) -> None:
+    """As registered (the sample model says HOLD throughout), and with a confidence floor low
+    enough that it trades, so SL/TP prices are compared too."""
     serving = load_serving_model(
         trained_model_store.model_uri, trained_model_store.tracking_uri, cache_dir=tmp_path
     )
     assert serving.info.version == "1" and serving.info.alias == "champion"
     assert serving.info.data_hash.endswith(".dir")
-    mlflow.set_tracking_uri(trained_model_store.tracking_uri)
+    if min_confidence is not None:
+        model_dir = tmp_path / "low-confidence"
+        shutil.copytree(serving.model_dir, model_dir)
+        settings_path = model_dir / "artifacts" / "settings.json"
+        settings = json.loads(settings_path.read_text())
+        settings["min_confidence"] = min_confidence
+        settings_path.write_text(json.dumps(settings))
+        serving = ServingModel(serving.info, model_dir)
+        pyfunc = mlflow.pyfunc.load_model(str(model_dir))
+    else:
+        mlflow.set_tracking_uri(trained_model_store.tracking_uri)
+        pyfunc = mlflow.pyfunc.load_model(trained_model_store.model_uri)
+        mlflow.set_tracking_uri(None)
     candles = trained_model_store.candles
-    expected = mlflow.pyfunc.load_model(trained_model_store.model_uri).predict(candles)
-    mlflow.set_tracking_uri(None)
+    expected = pyfunc.predict(candles)
+    if min_confidence is not None:
+        assert (expected["action"] != "HOLD").sum() > 100
     arrays = [candles[c].to_numpy() for c in ("time", "open", "high", "low", "close", "volume")]
     m = serving.min_bars
     mismatches = []

@@ -168,29 +168,29 @@ class ServingModel:
             raise TooFewBarsError(f"{len(close)} candles sent, the model needs {m}")
         sl = slice(-m, None)
         t, o, h, lo, c, v = (np.asarray(a)[sl] for a in (time, open, high, low, close, volume))
-        row = self.features.feature_matrix(t, o, h, lo, c, v, self.feature_params)[-1:]
+        # Only the newest row is computed; the kernel is window-exact, so it equals training.
+        row = self.features.feature_matrix(t, o, h, lo, c, v, self.feature_params, first_row=m - 1)[
+            -1:
+        ]
         if not np.isfinite(row).all():
             raise ValueError("candles produce non-finite features (zero or NaN prices?)")
-        proba = self.booster.predict(np.ascontiguousarray(row))
-        action, confidence, reason = self.decision.decide(proba, self.min_confidence)
-        atr = self.features.atr(h, lo, c, self._atr_window)[-1:]
-        sl_p, tp_p, sl_pts, tp_pts = self.decision.stops(
-            action, c[-1:], atr, self._decision_settings
+        # One row: threads cost 10-50x the prediction itself (LightGBM defaults to all cores).
+        proba = self.booster.predict(row, num_threads=1)[0]
+        action, confidence, reason = self.decision.decide_one(
+            proba[0], proba[1], proba[2], self.min_confidence
         )
-
-        def opt(x: np.ndarray) -> float | None:
-            value = float(x[0])
-            return None if np.isnan(value) else value
-
+        atr = self.features.atr(h, lo, c, self._atr_window, first_row=m - 1)[-1]
+        stops = self.decision.stops_one(action, c[-1], atr, self._decision_settings)
+        sl_p, tp_p, sl_pts, tp_pts = stops if stops else (None, None, None, None)
         return Decision(
-            action=self._classes[int(action[0])],
-            confidence=float(confidence[0]),
-            probabilities={name: float(proba[0, i]) for i, name in enumerate(self._classes)},
-            sl=opt(sl_p),
-            tp=opt(tp_p),
-            sl_points=opt(sl_pts),
-            tp_points=opt(tp_pts),
-            reason=str(reason[0]),
+            action=self._classes[action],
+            confidence=float(confidence),
+            probabilities={name: float(proba[i]) for i, name in enumerate(self._classes)},
+            sl=sl_p,
+            tp=tp_p,
+            sl_points=sl_pts,
+            tp_points=tp_pts,
+            reason=reason,
         )
 
 

@@ -91,5 +91,49 @@ __all__ = [
     "SELL",
     "DecisionSettings",
     "decide",
+    "decide_one",
     "stops",
+    "stops_one",
 ]
+
+
+def decide_one(
+    p_sell: float, p_hold: float, p_buy: float, min_confidence: float
+) -> tuple[int, float, str]:
+    """``decide`` for one row without array overhead (the server's per-request path).
+
+    Same rule, same tie-breaking as ``np.argmax`` (first maximum wins); tested equal to
+    ``decide`` on every bar of the sample.
+    """
+    proba = (p_sell, p_hold, p_buy)
+    if not all(np.isfinite(proba)):
+        return HOLD, 0.0, REASON_NO_HISTORY
+    best = SELL
+    if p_hold > proba[best]:
+        best = HOLD
+    if p_buy > proba[best]:
+        best = BUY
+    confidence = proba[best]
+    if best == HOLD:
+        return HOLD, confidence, REASON_MODEL_HOLD
+    if confidence < min_confidence:
+        return HOLD, confidence, REASON_LOW_CONFIDENCE
+    return best, confidence, REASON_SIGNAL
+
+
+def stops_one(
+    action: int, close: float, atr: float, settings: DecisionSettings
+) -> tuple[float, float, float, float] | None:
+    """``stops`` for one row: (sl, tp, sl_points, tp_points), or ``None`` for HOLD.
+
+    Uses numpy float64 scalars and ``np.round`` so the rounding is the array version's.
+    """
+    direction = int(DIRECTION[action])
+    if direction == 0 or not np.isfinite(atr):
+        return None
+    close64, atr64 = np.float64(close), np.float64(atr)
+    sl_dist = np.round(settings.sl_atr_mult * atr64 / settings.point)
+    tp_dist = np.round(settings.tp_atr_mult * atr64 / settings.point)
+    sl = np.round(close64 - direction * sl_dist * settings.point, settings.digits)
+    tp = np.round(close64 + direction * tp_dist * settings.point, settings.digits)
+    return float(sl), float(tp), float(sl_dist), float(tp_dist)

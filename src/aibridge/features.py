@@ -2,15 +2,17 @@
 
 This module is copied into every logged MLflow model and loaded from there by the pyfunc and
 by the signal server, so a served model always computes features with the code it was trained
-with. It therefore imports nothing but numpy and pandas.
+with. It therefore imports nothing but numpy, pandas and numba.
 
 Design rules
 ------------
 * Causal: the row for bar ``t`` depends only on bars ``t - min_bars(params) + 1 .. t``.
-* Window-exact: every rolling statistic is evaluated in a fixed association order that depends
-  only on the window length (power-of-two block sums, never a running cumulative sum), so
-  computing on a short window of recent candles gives *bit-identical* values to computing on
-  the full history. This is what lets the server use a fast path and still match training.
+* Window-exact: each row's rolling statistics are summed from its own window, newest bar
+  first, in one compiled kernel (never a running cumulative sum), so computing on a short
+  window of recent candles gives *bit-identical* values to computing on the full history.
+  This is what lets the server compute one row per request and still match training. The
+  kernel uses only IEEE-exact arithmetic (+ - * / sqrt, no fast-math); ``log``, ``sin`` and
+  ``cos`` come from numpy, outside the kernel, so they are the same calls on both paths.
 * Scale-free: price features are normalised by the current close (as in qlib's Alpha158), so a
   model trained on EURUSD at 1.10 also sees sensible inputs at 1.20.
 * No scaler: gradient-boosted trees split on thresholds and are invariant to monotonic
@@ -22,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -37,6 +40,15 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 _EPS = 1e-12
+_PARALLEL_MIN_ROWS = 50_000
+# numba's on-disk cache needs an importable module; the copy bundled in a model is loaded under
+# a private name, so it compiles in memory instead (once per process).
+_CACHE = __name__ == "aibridge.features"
+# Calendar encodings as lookup tables: every path reads the very same numbers.
+_HOUR_SIN = np.sin(2 * np.pi * np.arange(24) / 24)
+_HOUR_COS = np.cos(2 * np.pi * np.arange(24) / 24)
+_DOW_SIN = np.sin(2 * np.pi * np.arange(7) / 7)
+_DOW_COS = np.cos(2 * np.pi * np.arange(7) / 7)
 
 
 def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -44,7 +56,7 @@ def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     if params:
         merged.update({k: v for k, v in params.items() if k in DEFAULT_PARAMS})
     merged["return_lags"] = [int(x) for x in merged["return_lags"]]
-    merged["windows"] = [int(x) for x in merged["windows"]]
+    merged["windows"] = sorted(int(x) for x in merged["windows"])
     return merged
 
 
@@ -74,57 +86,166 @@ def feature_names(params: Mapping[str, Any] | None = None) -> list[str]:
     return names
 
 
-class _Windows:
-    """Rolling reductions built from power-of-two blocks (sparse-table style).
+@numba.njit(cache=_CACHE, nogil=True)
+def _row(
+    t: int,
+    o: np.ndarray,
+    h: np.ndarray,
+    lo: np.ndarray,
+    c: np.ndarray,
+    v: np.ndarray,
+    log_c: np.ndarray,
+    lags: np.ndarray,
+    windows: np.ndarray,
+    atr_w: int,
+    rsi_w: int,
+    vol_w: int,
+    out: np.ndarray,
+    sums: np.ndarray,
+    ext: np.ndarray,
+) -> None:
+    """Fill ``out[t, :n_price_features]``; windows sorted ascending; scratch in sums/ext."""
+    eps = 1e-12
+    n_win = len(windows)
+    w_max = windows[n_win - 1]
+    if True:
+        ct, ot, ht, lt, vt = c[t], o[t], h[t], lo[t], v[t]
+        rng = ht - lt
+        top = ot if ot > ct else ct
+        bottom = ot if ot < ct else ct
+        j = 0
+        out[t, j] = (ct - ot) / ot
+        out[t, j + 1] = rng / ot
+        out[t, j + 2] = (ct - ot) / (rng + eps)
+        out[t, j + 3] = (ht - top) / ot
+        out[t, j + 4] = (ht - top) / (rng + eps)
+        out[t, j + 5] = (bottom - lt) / ot
+        out[t, j + 6] = (bottom - lt) / (rng + eps)
+        out[t, j + 7] = (2.0 * ct - ht - lt) / ot
+        out[t, j + 8] = (2.0 * ct - ht - lt) / (rng + eps)
+        j = 9
+        for k in lags:
+            out[t, j] = log_c[t] - log_c[t - k]
+            j += 1
 
-    ``x`` is ``(n,)`` or ``(series, n)``; stacking series lets one numpy call serve them all,
-    which matters on the serving path where a window is only ~40 bars long.
-    ``block[j][..., t]`` reduces ``x[..., t - 2**j + 1 .. t]``. A window of ``w`` bars is
-    reduced from the binary decomposition of ``w`` (largest block first), so each output
-    depends only on the values in its own window and is evaluated in the same order wherever
-    the window sits.
-    """
+        # One pass from the newest bar back, recording each window's partial result.
+        s_c = 0.0
+        s_c2 = 0.0
+        s_r = 0.0
+        s_r2 = 0.0
+        s_v = 0.0
+        hi = ht
+        lw = lt
+        wi = 0
+        for back in range(w_max):
+            i = t - back
+            ci = c[i]
+            r = log_c[i] - log_c[i - 1]
+            s_c += ci
+            s_c2 += ci * ci
+            s_r += r
+            s_r2 += r * r
+            s_v += v[i]
+            if h[i] > hi:
+                hi = h[i]
+            if lo[i] < lw:
+                lw = lo[i]
+            if back + 1 == windows[wi]:
+                sums[0, wi] = s_c
+                sums[1, wi] = s_c2
+                sums[2, wi] = s_r
+                sums[3, wi] = s_r2
+                sums[4, wi] = s_v
+                ext[0, wi] = hi
+                ext[1, wi] = lw
+                wi += 1
+        for wi in range(n_win):
+            w = windows[wi]
+            mean_c = sums[0, wi] / w
+            var_c = sums[1, wi] / w - mean_c * mean_c
+            mean_r = sums[2, wi] / w
+            var_r = sums[3, wi] / w - mean_r * mean_r
+            hi = ext[0, wi]
+            lw = ext[1, wi]
+            out[t, j] = c[t - w] / ct
+            out[t, j + 1] = mean_c / ct
+            out[t, j + 2] = np.sqrt(var_c if var_c > 0.0 else 0.0) / ct
+            out[t, j + 3] = hi / ct
+            out[t, j + 4] = lw / ct
+            out[t, j + 5] = (ct - lw) / (hi - lw + eps)
+            out[t, j + 6] = np.sqrt(var_r if var_r > 0.0 else 0.0)
+            out[t, j + 7] = (sums[4, wi] / w) / (vt + 1.0)
+            j += 8
 
-    def __init__(self, x: np.ndarray, op: np.ufunc) -> None:
-        self.op = op
-        self.blocks: list[np.ndarray] = [x]
+        out[t, j] = _atr_at(h, lo, c, atr_w, t) / ct
+        j += 1
 
-    def _block(self, j: int) -> np.ndarray:
-        while len(self.blocks) <= j:
-            prev = self.blocks[-1]
-            half = 1 << (len(self.blocks) - 1)
-            block = np.empty_like(prev)
-            block[..., :half] = np.nan
-            self.op(prev[..., half:], prev[..., :-half], out=block[..., half:])
-            self.blocks.append(block)
-        return self.blocks[j]
+        up = 0.0
+        down = 0.0
+        for back in range(rsi_w):
+            d = c[t - back] - c[t - back - 1]
+            if d > 0.0:
+                up += d
+            elif d < 0.0:
+                down -= d
+        total = up + down
+        out[t, j] = up / total if total > 0.0 else 0.5
+        j += 1
 
-    def reduce(self, w: int, rows: slice | int = slice(None)) -> np.ndarray:
-        """Reduce windows of ``w`` bars (optionally only some stacked ``rows``)."""
-        out: np.ndarray | None = None
-        offset = 0
-        for j in range(w.bit_length() - 1, -1, -1):
-            if not (w >> j) & 1:
-                continue
-            block = self._block(j)[rows]
-            if out is None:
-                out = block.copy()
-            else:
-                # out[t] = op(out[t], block[t - offset]); the first `offset` bars stay NaN.
-                self.op(out[..., offset:], block[..., :-offset], out=out[..., offset:])
-                out[..., :offset] = np.nan
-            offset += 1 << j
-        assert out is not None
-        return out
+        s1 = 0.0
+        s2 = 0.0
+        for back in range(vol_w):
+            vi = v[t - back]
+            s1 += vi
+            s2 += vi * vi
+        mean_v = s1 / vol_w
+        var_v = s2 / vol_w - mean_v * mean_v
+        std_v = np.sqrt(var_v if var_v > 0.0 else 0.0)
+        out[t, j] = (vt - mean_v) / std_v if std_v > 0.0 else 0.0
 
 
-def _shift(x: np.ndarray, k: int) -> np.ndarray:
-    """``x`` delayed by ``k`` bars along its last axis, NaN-padded (never looks forward)."""
-    if k == 0:
-        return x
-    out = np.empty_like(x)
-    out[..., :k] = np.nan
-    out[..., k:] = x[..., :-k]
+@numba.njit(cache=_CACHE, nogil=True)
+def _rows_serial(o, h, lo, c, v, log_c, lags, windows, atr_w, rsi_w, vol_w, first, out):
+    sums = np.empty((5, len(windows)))  # c, c*c, r, r*r, v per window
+    ext = np.empty((2, len(windows)))  # max high, min low per window
+    for t in range(first, len(c)):
+        _row(t, o, h, lo, c, v, log_c, lags, windows, atr_w, rsi_w, vol_w, out, sums, ext)
+
+
+@numba.njit(cache=_CACHE, nogil=True, parallel=True)
+def _rows_parallel(o, h, lo, c, v, log_c, lags, windows, atr_w, rsi_w, vol_w, first, out):
+    """Rows are independent: the same ``_row`` on every core, identical results."""
+    n = len(c)
+    chunk = 4096
+    n_chunks = (n - first + chunk - 1) // chunk
+    for k in numba.prange(n_chunks):
+        sums = np.empty((5, len(windows)))
+        ext = np.empty((2, len(windows)))
+        start = first + k * chunk
+        for t in range(start, min(start + chunk, n)):
+            _row(t, o, h, lo, c, v, log_c, lags, windows, atr_w, rsi_w, vol_w, out, sums, ext)
+
+
+@numba.njit(cache=_CACHE, nogil=True)
+def _atr_at(h: np.ndarray, lo: np.ndarray, c: np.ndarray, window: int, t: int) -> float:
+    """Mean true range of the ``window`` bars ending at ``t``, newest first."""
+    s = 0.0
+    for back in range(window):
+        i = t - back
+        prev = c[i - 1]
+        top = h[i] if h[i] > prev else prev
+        bottom = lo[i] if lo[i] < prev else prev
+        s += top - bottom
+    return s / window
+
+
+@numba.njit(cache=_CACHE, nogil=True)
+def _atr_kernel(
+    h: np.ndarray, lo: np.ndarray, c: np.ndarray, window: int, first: int
+) -> np.ndarray:
+    out = np.full(len(c), np.nan)
+    for t in range(max(first, window), len(c)):
+        out[t] = _atr_at(h, lo, c, window, t)
     return out
 
 
@@ -135,18 +256,19 @@ def _as_seconds(time: Any) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
-    prev_close = _shift(close, 1)
-    return np.maximum(high, prev_close) - np.minimum(low, prev_close)
+def _f64(a: Any) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float64)
 
 
-def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int) -> np.ndarray:
+def atr(
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int, first_row: int = 0
+) -> np.ndarray:
     """Average true range as a simple mean (window-exact, unlike Wilder's recursive average).
 
-    Labels, serving SL/TP and the backtest all take ATR from here.
+    Labels, serving SL/TP and the backtest all take ATR from here; NaN for the first
+    ``window`` bars (the true range needs the previous close).
     """
-    high, low, close = (np.asarray(a, dtype=np.float64) for a in (high, low, close))
-    return _Windows(true_range(high, low, close), np.add).reduce(window) / window
+    return _atr_kernel(_f64(high), _f64(low), _f64(close), int(window), int(first_row))
 
 
 def feature_matrix(
@@ -157,90 +279,48 @@ def feature_matrix(
     close: np.ndarray,
     volume: np.ndarray,
     params: Mapping[str, Any] | None = None,
+    first_row: int = 0,
 ) -> np.ndarray:
-    """Features as a float64 ``(n_bars, n_features)`` matrix, NaN where history is too short."""
+    """Features as a float64 ``(n_bars, n_features)`` matrix, NaN where history is too short.
+
+    Rows before ``first_row`` are left NaN (the server asks only for the newest row).
+    """
     p = _params(params)
-    o, h, lo, c, v = (
-        np.ascontiguousarray(a, dtype=np.float64) for a in (open_, high, low, close, volume)
-    )
+    o, h, lo, c, v = (_f64(a) for a in (open_, high, low, close, volume))
     n = len(c)
-    cols: list[np.ndarray] = []
-
-    rng = h - lo
-    top = np.maximum(o, c)
-    bottom = np.minimum(o, c)
-    cols += [
-        (c - o) / o,
-        rng / o,
-        (c - o) / (rng + _EPS),
-        (h - top) / o,
-        (h - top) / (rng + _EPS),
-        (bottom - lo) / o,
-        (bottom - lo) / (rng + _EPS),
-        (2 * c - h - lo) / o,
-        (2 * c - h - lo) / (rng + _EPS),
-    ]
-
+    names = feature_names(p)
+    out = np.full((n, len(names)), np.nan)
+    first = max(int(first_row), min_bars(p) - 1)
+    if first >= n:
+        return out
     log_c = np.log(c)
-    for k in p["return_lags"]:
-        cols.append(log_c - _shift(log_c, k))
-
-    ret1 = log_c - _shift(log_c, 1)
-    delta = c - _shift(c, 1)
-    nan_delta = np.isnan(delta)
-    up = np.where(delta > 0, delta, np.where(nan_delta, np.nan, 0.0))
-    down = np.where(delta < 0, -delta, np.where(nan_delta, np.nan, 0.0))
-    tr = true_range(h, lo, c)
-    # One stacked reduction for every rolling sum; rows: c, c², r, r², v, v², up, down, tr.
-    sums = _Windows(np.stack([c, c * c, ret1, ret1 * ret1, v, v * v, up, down, tr]), np.add)
-    extremes_hi = _Windows(h, np.maximum)
-    extremes_lo = _Windows(lo, np.minimum)
-    for w in p["windows"]:
-        s_c, s_c2, s_r, s_r2, s_v = sums.reduce(w, slice(0, 5)) / w
-        var_c = np.maximum(s_c2 - s_c * s_c, 0.0)
-        var_r = np.maximum(s_r2 - s_r * s_r, 0.0)
-        hi, lw = extremes_hi.reduce(w), extremes_lo.reduce(w)
-        cols += [
-            _shift(c, w) / c,
-            s_c / c,
-            np.sqrt(var_c) / c,
-            hi / c,
-            lw / c,
-            (c - lw) / (hi - lw + _EPS),
-            np.sqrt(var_r),
-            s_v / (v + 1.0),
-        ]
-
-    cols.append(sums.reduce(p["atr_window"], 8) / p["atr_window"] / c)
-
-    u, d = sums.reduce(p["rsi_window"], slice(6, 8))
-    total = u + d
-    cols.append(np.where(total > 0, u / np.where(total > 0, total, 1.0), 0.5))
-
-    vw = p["volume_window"]
-    mean_v, mean_v2 = sums.reduce(vw, slice(4, 6)) / vw
-    std_v = np.sqrt(np.maximum(mean_v2 - mean_v * mean_v, 0.0))
-    cols.append(np.where(std_v > 0, (v - mean_v) / np.where(std_v > 0, std_v, 1.0), 0.0))
-
+    windows = np.array(p["windows"], dtype=np.int64)
+    # Threads only pay off on long histories; the serving path computes one row.
+    kernel = _rows_parallel if n - first > _PARALLEL_MIN_ROWS else _rows_serial
+    kernel(
+        o,
+        h,
+        lo,
+        c,
+        v,
+        log_c,
+        np.array(p["return_lags"], dtype=np.int64),
+        windows,
+        int(p["atr_window"]),
+        int(p["rsi_window"]),
+        int(p["volume_window"]),
+        first,
+        out,
+    )
     if p["calendar"]:
-        secs = _as_seconds(time)
+        secs = _as_seconds(time)[first:]
         hour = (secs // 3600) % 24
         dow = (secs // 86400 + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0.
-        cols += [
-            np.sin(2 * np.pi * hour / 24),
-            np.cos(2 * np.pi * hour / 24),
-            np.sin(2 * np.pi * dow / 7),
-            np.cos(2 * np.pi * dow / 7),
-        ]
-
-    # Column-major: each feature is written contiguously (a row-major stack of 50+ columns
-    # costs more than computing them). Callers that need C order (LightGBM) copy the few
-    # rows they use.
-    stacked = np.empty((len(cols), n), dtype=np.float64)
-    for j, col in enumerate(cols):
-        stacked[j] = col
-    out = stacked.T
-    out[: min_bars(p) - 1] = np.nan
+        k = len(names) - 4
+        out[first:, k] = _HOUR_SIN[hour]
+        out[first:, k + 1] = _HOUR_COS[hour]
+        out[first:, k + 2] = _DOW_SIN[dow]
+        out[first:, k + 3] = _DOW_COS[dow]
     return out
 
 
@@ -273,7 +353,14 @@ def last_row(
     m = min_bars(params)
     sl = slice(-m, None)
     matrix = feature_matrix(
-        np.asarray(time)[sl], open_[sl], high[sl], low[sl], close[sl], volume[sl], params
+        np.asarray(time)[sl],
+        open_[sl],
+        high[sl],
+        low[sl],
+        close[sl],
+        volume[sl],
+        params,
+        first_row=m - 1,
     )
     return matrix[-1:]
 

@@ -8,7 +8,6 @@ sees either the old model or the new one, never a half-loaded state, and never w
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import threading
@@ -241,21 +240,7 @@ class ModelSet:
 
 def _served(model: ServingModel, alias: str | None) -> Served:
     """Report the model's own info (symbol/timeframe filled from its settings) + config alias."""
-    _single_threaded_predict(model)
     return Served(model=model, info=replace(model.info, alias=alias))
-
-
-def _single_threaded_predict(model: Any) -> None:
-    """Make one-row booster predictions single-threaded.
-
-    LightGBM predicts with every OpenMP thread unless told otherwise; for a single row the
-    thread fan-out costs 10-50x the prediction itself on a busy 2-core machine (measured:
-    ~400-3000 µs vs ~50 µs). Same trees, same result; only the thread count changes.
-    """
-    booster = getattr(model, "booster", None)
-    if booster is None or isinstance(booster.predict, functools.partial):
-        return
-    booster.predict = functools.partial(type(booster).predict, booster, num_threads=1)
 
 
 def registry_backend(
