@@ -1,7 +1,7 @@
 """The MLflow pyfunc that turns raw candles into decisions (logged as *model from code*).
 
 MLflow copies this file into the model, and ``features.py`` / ``decision.py`` travel as model
-artifacts. Loading the model therefore needs only mlflow, numpy, pandas and lightgbm -- not
+artifacts. Loading the model therefore needs only mlflow, numpy, pandas, numba and lightgbm -- not
 this package -- and always runs the feature code the booster was trained with.
 
 ``predict`` takes a DataFrame of candles (``time, open, high, low, close, volume``, oldest

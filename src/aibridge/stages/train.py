@@ -21,7 +21,7 @@ from aibridge.stages.features import load_candles
 from aibridge.tracking import configure_mlflow, data_hash, ensure_experiment, git_commit
 from aibridge.training import classification_metrics, fit_booster, time_split
 
-PIP_REQUIREMENTS = ["mlflow", "lightgbm", "numpy", "pandas"]
+PIP_REQUIREMENTS = ["mlflow", "lightgbm", "numpy", "pandas", "numba"]
 
 
 def _pinned_requirements() -> list[str]:
