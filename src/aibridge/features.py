@@ -41,9 +41,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
 
 _EPS = 1e-12
 _PARALLEL_MIN_ROWS = 50_000
-# numba's on-disk cache needs an importable module; the copy bundled in a model is loaded under
-# a private name, so it compiles in memory instead (once per process).
-_CACHE = __name__ == "aibridge.features"
 # Calendar encodings as lookup tables: every path reads the very same numbers.
 _HOUR_SIN = np.sin(2 * np.pi * np.arange(24) / 24)
 _HOUR_COS = np.cos(2 * np.pi * np.arange(24) / 24)
@@ -86,7 +83,7 @@ def feature_names(params: Mapping[str, Any] | None = None) -> list[str]:
     return names
 
 
-@numba.njit(cache=_CACHE, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _row(
     t: int,
     o: np.ndarray,
@@ -204,7 +201,7 @@ def _row(
         out[t, j] = (vt - mean_v) / std_v if std_v > 0.0 else 0.0
 
 
-@numba.njit(cache=_CACHE, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _rows_serial(o, h, lo, c, v, log_c, lags, windows, atr_w, rsi_w, vol_w, first, out):
     sums = np.empty((5, len(windows)))  # c, c*c, r, r*r, v per window
     ext = np.empty((2, len(windows)))  # max high, min low per window
@@ -212,7 +209,7 @@ def _rows_serial(o, h, lo, c, v, log_c, lags, windows, atr_w, rsi_w, vol_w, firs
         _row(t, o, h, lo, c, v, log_c, lags, windows, atr_w, rsi_w, vol_w, out, sums, ext)
 
 
-@numba.njit(cache=_CACHE, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _rows_parallel(o, h, lo, c, v, log_c, lags, windows, atr_w, rsi_w, vol_w, first, out):
     """Rows are independent: the same ``_row`` on every core, identical results."""
     n = len(c)
@@ -226,7 +223,7 @@ def _rows_parallel(o, h, lo, c, v, log_c, lags, windows, atr_w, rsi_w, vol_w, fi
             _row(t, o, h, lo, c, v, log_c, lags, windows, atr_w, rsi_w, vol_w, out, sums, ext)
 
 
-@numba.njit(cache=_CACHE, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _atr_at(h: np.ndarray, lo: np.ndarray, c: np.ndarray, window: int, t: int) -> float:
     """Mean true range of the ``window`` bars ending at ``t``, newest first."""
     s = 0.0
@@ -239,7 +236,7 @@ def _atr_at(h: np.ndarray, lo: np.ndarray, c: np.ndarray, window: int, t: int) -
     return s / window
 
 
-@numba.njit(cache=_CACHE, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _atr_kernel(
     h: np.ndarray, lo: np.ndarray, c: np.ndarray, window: int, first: int
 ) -> np.ndarray:

@@ -10,6 +10,7 @@ first, bars are Bid) and returns one decision per row.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import sys
@@ -31,7 +32,10 @@ ARTIFACT_DECISION = "decision"
 
 def load_module_from_file(path: str | Path, tag: str) -> ModuleType:
     """Import a bundled source file under a private name, so it never shadows the package."""
-    name = f"_aibridge_bundled_{tag}_{abs(hash(str(Path(path).resolve())))}"
+    # Named by content: the same code gets the same module (and numba's on-disk cache, which
+    # records the module name, stays valid across processes).
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    name = f"_aibridge_bundled_{tag}_{digest}"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
