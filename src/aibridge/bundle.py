@@ -152,6 +152,15 @@ class ServingModel:
             self.info = ModelInfo(
                 **{**info.__dict__, "symbol": s["symbol"], "timeframe": s["timeframe"]}
             )
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Compile (or load from numba's cache) the feature kernels now, at load time, so the
+        first real request -- or the first after a hot swap -- does not wait for it."""
+        m = self.min_bars
+        close = 1.0 + 0.001 * np.sin(np.arange(m, dtype=np.float64))
+        time_s = np.arange(m, dtype=np.int64) * 3600
+        self.decide(time_s, close, close + 0.001, close - 0.001, close, np.ones(m))
 
     def decide(
         self,

@@ -443,6 +443,13 @@ class EaEmulator:
         entry = float(self.candles.open[i + 1])
         sl_dist = float(doc["sl_points"]) * point
         tp_dist = float(doc["tp_points"]) * point
+        # As the EA: widen to the broker's stop level first, then size on the wider stop.
+        sl_dist, tp_dist = risk.widen_to_stop_level(
+            sl_dist,
+            tp_dist,
+            (self._spread() or 0.0) * point,
+            float(self.spec.stop_level_points) * point,
+        )
         lot = risk.lots_for_risk(
             self.equity,
             float(r["risk_per_trade_pct"]),

@@ -61,6 +61,9 @@ CREATE TABLE IF NOT EXISTS trade_events (
     comment TEXT
 );
 CREATE INDEX IF NOT EXISTS trade_events_ts ON trade_events(ts);
+-- The EA re-sends a trade event whose ack it never saw, with the same request_id: store it once.
+CREATE UNIQUE INDEX IF NOT EXISTS trade_events_request_id ON trade_events(request_id)
+    WHERE request_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS model_events (
     id INTEGER PRIMARY KEY,
     ts REAL NOT NULL,
@@ -98,7 +101,7 @@ _REQUEST_SQL = (
     " model_version, latency_us, summary, reply) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _TRADE_SQL = (
-    f"INSERT INTO trade_events ({', '.join(TRADE_COLUMNS)})"
+    f"INSERT OR IGNORE INTO trade_events ({', '.join(TRADE_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(TRADE_COLUMNS))})"
 )
 _MODEL_SQL = (
@@ -243,7 +246,14 @@ class Journal:
                     self._conn.executemany(_MODEL_SQL, models)
                 for row, fut in trades:
                     cur = self._conn.execute(_TRADE_SQL, row)
-                    done.append((fut, int(cur.lastrowid or 0)))
+                    rowid = int(cur.lastrowid or 0) if cur.rowcount else 0
+                    if not rowid:  # a re-sent event: answer with the id stored the first time
+                        request_id = row[TRADE_COLUMNS.index("request_id")]
+                        found = self._conn.execute(
+                            "SELECT id FROM trade_events WHERE request_id = ?", (request_id,)
+                        ).fetchone()
+                        rowid = int(found[0]) if found else 0
+                    done.append((fut, rowid))
         except sqlite3.Error as exc:
             self.dropped += len(reqs) + len(models)
             log.error("journal write failed", extra={"error": str(exc), "rows": len(items)})
