@@ -63,3 +63,13 @@ def test_atr_is_the_simple_mean_true_range() -> None:
     out = features.atr(high, low, close, 2)
     assert np.isnan(out[:2]).all()
     np.testing.assert_allclose(out[2:], [0.225, 0.225])
+
+
+def test_overflowing_prices_give_non_finite_features_not_silent_zeros(
+    candles: pd.DataFrame,
+) -> None:
+    huge = candles.tail(features.min_bars()).copy()
+    for col in ("open", "high", "low", "close"):
+        huge[col] = huge[col] * 1e300
+    cols = [huge[c].to_numpy() for c in ("time", "open", "high", "low", "close", "volume")]
+    assert not np.isfinite(features.last_row(*cols)).all()

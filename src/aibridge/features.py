@@ -101,7 +101,11 @@ def _row(
     sums: np.ndarray,
     ext: np.ndarray,
 ) -> None:
-    """Fill ``out[t, :n_price_features]``; windows sorted ascending; scratch in sums/ext."""
+    """Fill ``out[t, :n_price_features]``; windows sorted ascending; scratch in sums/ext.
+
+    Negative variances (rounding) clip to 0, but NaN propagates (``0.0 if v < 0.0 else v``),
+    so overflowing inputs give non-finite features the server rejects, not silent zeros.
+    """
     eps = 1e-12
     n_win = len(windows)
     w_max = windows[n_win - 1]
@@ -166,11 +170,11 @@ def _row(
             lw = ext[1, wi]
             out[t, j] = c[t - w] / ct
             out[t, j + 1] = mean_c / ct
-            out[t, j + 2] = np.sqrt(var_c if var_c > 0.0 else 0.0) / ct
+            out[t, j + 2] = np.sqrt(0.0 if var_c < 0.0 else var_c) / ct
             out[t, j + 3] = hi / ct
             out[t, j + 4] = lw / ct
             out[t, j + 5] = (ct - lw) / (hi - lw + eps)
-            out[t, j + 6] = np.sqrt(var_r if var_r > 0.0 else 0.0)
+            out[t, j + 6] = np.sqrt(0.0 if var_r < 0.0 else var_r)
             out[t, j + 7] = (sums[4, wi] / w) / (vt + 1.0)
             j += 8
 
@@ -197,7 +201,7 @@ def _row(
             s2 += vi * vi
         mean_v = s1 / vol_w
         var_v = s2 / vol_w - mean_v * mean_v
-        std_v = np.sqrt(var_v if var_v > 0.0 else 0.0)
+        std_v = np.sqrt(0.0 if var_v < 0.0 else var_v)
         out[t, j] = (vt - mean_v) / std_v if std_v > 0.0 else 0.0
 
 
