@@ -29,6 +29,7 @@ from aibridge.server.settings import ServeSettings
 log = logging.getLogger("aibridge.server")
 
 _BATCH = 64  # messages taken per poll wake-up before checking for shutdown
+_SHUTDOWN_QUIET_S = 0.2  # no new request for this long after SIGTERM: done
 
 
 def is_loopback(host: str) -> bool:
@@ -163,9 +164,23 @@ class SignalServer:
         return n
 
     def _drain_until(self, deadline: float) -> None:
-        """Shutdown: answer requests that already arrived (briefly), so no EA is left hanging."""
-        while time.monotonic() < deadline and self._drain_batch():
-            pass
+        """Shutdown: answer requests that already arrived (briefly), so no EA is left hanging.
+
+        Requests sent just before the signal may still be in flight on the TCP connection, so
+        one empty read is not the end: stop after ``_SHUTDOWN_QUIET_S`` without new requests
+        (or at the deadline).
+        """
+        assert self.sock is not None
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        quiet_until = time.monotonic() + _SHUTDOWN_QUIET_S
+        while (now := time.monotonic()) < deadline:
+            if self._drain_batch():
+                quiet_until = time.monotonic() + _SHUTDOWN_QUIET_S
+            elif now >= quiet_until:
+                return
+            else:
+                poller.poll(10)
 
     def _answer(self, frames: list[bytes]) -> None:
         assert self.sock is not None
