@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: setup data repro demo test lint bench ui clean
 

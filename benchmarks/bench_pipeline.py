@@ -64,7 +64,9 @@ def pandas_baseline(c: pd.DataFrame, params: dict) -> pd.DataFrame:
         out[f"rsv_{w}"] = (cl - lo.rolling(w).min()) / (h.rolling(w).max() - lo.rolling(w).min())
         out[f"vol_{w}"] = r.rolling(w).std(ddof=0)
         out[f"vma_{w}"] = v.rolling(w).mean() / (v + 1)
-    tr = pd.concat([h, cl.shift()], axis=1).max(axis=1) - pd.concat([lo, cl.shift()], axis=1).min(axis=1)
+    tr = pd.concat([h, cl.shift()], axis=1).max(axis=1) - pd.concat([lo, cl.shift()], axis=1).min(
+        axis=1
+    )
     out["atr"] = tr.rolling(params["atr_window"]).mean() / cl
     d = cl.diff()
     up = d.clip(lower=0).rolling(params["rsi_window"]).sum()
@@ -125,7 +127,15 @@ def bench_repro(candles: pd.DataFrame) -> dict:
     with tempfile.TemporaryDirectory(prefix="aibridge-bench-") as tmp:
         root = Path(tmp) / "project"
         root.mkdir()
-        for item in ("conf", "pipelines", "src", "dvc.yaml", "params.yaml", "params.base.yaml", ".dvcignore"):
+        for item in (
+            "conf",
+            "pipelines",
+            "src",
+            "dvc.yaml",
+            "params.yaml",
+            "params.base.yaml",
+            ".dvcignore",
+        ):
             src = REPO / item
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / item)
         (root / ".dvc").mkdir()
@@ -138,7 +148,9 @@ def bench_repro(candles: pd.DataFrame) -> dict:
         def sh(*cmd: str) -> None:
             done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
             if done.returncode != 0:
-                raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+                raise SystemExit(
+                    f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+                )
 
         sh("git", "init", "-q")
         sh("dvc", "add", "-q", "data")
@@ -167,9 +179,12 @@ def main() -> None:
     f = results["features"]
     print("| benchmark | result | goal |")
     print("|---|---|---|")
-    print(f"| features, {f['bars']:,} M1 bars × {f['features']} features | "
-          f"{f['aibridge_bars_per_s'] / 1e6:.2f} M bars/s ({f['ratio_vs_pandas']:.1f}× pandas rolling, "
-          f"{f['pandas_rolling_bars_per_s'] / 1e6:.2f} M bars/s) | ≥ 1 M bars/s |")
+    print(
+        f"| features, {f['bars']:,} M1 bars × {f['features']} features | "
+        f"{f['aibridge_bars_per_s'] / 1e6:.2f} M bars/s "
+        f"({f['ratio_vs_pandas']:.1f}× pandas rolling, "
+        f"{f['pandas_rolling_bars_per_s'] / 1e6:.2f} M bars/s) | ≥ 1 M bars/s |"
+    )
     if "repro" in results:
         r = results["repro"]
         print(f"| full `dvc repro`, {r['bars']:,} bars | {r['full_repro_s']:.1f} s | ≤ 180 s |")

@@ -37,6 +37,7 @@ def run(
 ) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "MPLBACKEND": "Agg"}
     full_env.pop("MLFLOW_TRACKING_URI", None)
+    full_env.pop("MLFLOW_REGISTRY_URI", None)  # mlflow.set_registry_uri() exports it
     full_env.update(env or {})
     result = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
     if check and result.returncode != 0:

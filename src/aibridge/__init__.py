@@ -1,3 +1,9 @@
 """aibridge: MT4 candles → LightGBM decisions → ZeroMQ signal server for an MT4 Expert Advisor."""
 
+import os
+
 __version__ = "0.1.0"
+
+# LightGBM's OpenMP threads spin while idle by default; on a busy 2-core box the walk-forward
+# backtest then runs 5x slower. Must be set before lightgbm is imported; users can override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

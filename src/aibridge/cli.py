@@ -11,8 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from aibridge import __version__
+from aibridge.doctor import doctor
 from aibridge.paths import project_root, sample_data_path
 from aibridge.server.commands import register as register_server_commands
+from aibridge.sweep import sweep
 
 app = typer.Typer(
     help="Train LightGBM decisions on MT4 candles and serve them to an MT4 Expert Advisor.",
@@ -160,6 +162,8 @@ def demo_serve(
 
 
 register_server_commands(app)
+app.command("doctor")(doctor)
+app.command("sweep")(sweep)
 
 
 def main() -> None:

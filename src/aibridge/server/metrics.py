@@ -66,6 +66,14 @@ class ServerMetrics:
             ["symbol", "timeframe", "name", "version", "alias", "run_id"],
             registry=r,
         )
+        self.registry_model_info = Gauge(
+            "aibridge_registry_model_info",
+            "Version each served alias points at in the registry (value 1); an alert compares "
+            "it with aibridge_model_info to catch a server stuck on an old version",
+            ["name", "alias", "version"],
+            registry=r,
+        )
+        self._registry_versions: dict[tuple[str, str], str] = {}
         self.reloads = Counter(
             "aibridge_model_reloads", "Model swaps after an alias move", ["model"], registry=r
         )
@@ -91,6 +99,19 @@ class ServerMetrics:
             with contextlib.suppress(KeyError):
                 self.model_info.remove(*_info_labels(symbol, timeframe, previous))
         self.model_info.labels(*_info_labels(symbol, timeframe, info)).set(1)
+        if info.alias:  # at load time the registry and the served version agree
+            self.set_registry_version(info.name, info.alias, str(info.version))
+
+    def set_registry_version(self, name: str, alias: str, version: str) -> None:
+        """Record what the registry says ``alias`` points at (one series per alias)."""
+        previous = self._registry_versions.get((name, alias))
+        if previous == version:
+            return
+        if previous is not None:
+            with contextlib.suppress(KeyError):
+                self.registry_model_info.remove(name, alias, previous)
+        self.registry_model_info.labels(name, alias, version).set(1)
+        self._registry_versions[name, alias] = version
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -141,6 +141,8 @@ class ModelSet:
             except Exception as exc:
                 self._failed(slot, None, f"registry lookup failed: {type(exc).__name__}: {exc}")
                 continue
+            if self.metrics and alias:
+                self.metrics.set_registry_version(info.name, alias, str(info.version))
             if str(info.version) == str(old.version):
                 if slot.error:  # registry reachable again, or the alias moved back
                     log.info(f"{slot.label}: v{old.version} is current again; error cleared")
