@@ -113,8 +113,17 @@ class SignalServer:
     def _start_metrics(self) -> None:
         s = self.settings
         self.metrics.uptime.set_function(lambda: time.monotonic() - self.handler.started)
-        self.http = MetricsServer(self.metrics, self.health, s.metrics_host, s.metrics_port)
+        self.http = MetricsServer(
+            self.metrics, self.health, s.metrics_host, s.metrics_port, status=self.status
+        )
         self.http.start()
+
+    def status(self) -> dict[str, Any]:
+        """The status page's content (``/status``, ``/status.json``)."""
+        from aibridge.server.status import status_document
+
+        path = self.journal.path if self.journal is not None else None
+        return status_document(self.health, path)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy = request loop alive recently and every slot has a model."""

@@ -122,7 +122,8 @@ def _info_labels(symbol: str, timeframe: str, info: Any) -> tuple[str, ...]:
 
 
 class MetricsServer:
-    """``GET /metrics`` (Prometheus text) and ``GET /healthz`` (JSON, 200 or 503)."""
+    """``GET /metrics`` (Prometheus text), ``GET /healthz`` (JSON, 200 or 503), and the status
+    page ``GET /status`` (HTML) / ``GET /status.json`` when a ``status`` callable is given."""
 
     def __init__(
         self,
@@ -130,6 +131,7 @@ class MetricsServer:
         health: Callable[[], tuple[bool, dict[str, Any]]],
         host: str,
         port: int,
+        status: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         outer = self
 
@@ -141,6 +143,13 @@ class MetricsServer:
                 elif path == "/healthz":
                     ok, doc = outer.health()
                     outer._send(self, 200 if ok else 503, orjson.dumps(doc), "application/json")
+                elif path in ("/", "/status") and outer.status is not None:
+                    from aibridge.server.status import render_html
+
+                    page = render_html(outer.status())
+                    outer._send(self, 200, page, "text/html; charset=utf-8")
+                elif path == "/status.json" and outer.status is not None:
+                    outer._send(self, 200, orjson.dumps(outer.status()), "application/json")
                 else:
                     outer._send(self, 404, b"not found\n", "text/plain")
 
@@ -149,6 +158,7 @@ class MetricsServer:
 
         self.metrics = metrics
         self.health = health
+        self.status = status
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self.port = int(self.httpd.server_address[1])
