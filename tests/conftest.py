@@ -38,6 +38,7 @@ def run(
     full_env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "MPLBACKEND": "Agg"}
     full_env.pop("MLFLOW_TRACKING_URI", None)
     full_env.pop("MLFLOW_REGISTRY_URI", None)  # mlflow.set_registry_uri() exports it
+
     full_env.update(env or {})
     result = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
     if check and result.returncode != 0:
@@ -69,6 +70,18 @@ def make_project_copy(dest: Path) -> Path:
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-q", "-m", "test project"], dest)
     return dest
+
+
+def mlflow_client(uri: str):
+    """A client bound to one store for tracking *and* registry.
+
+    ``MlflowClient(tracking_uri=...)`` alone takes the registry from MLflow's process-wide
+    setting, which any earlier ``mlflow.set_registry_uri`` (e.g. in ``load_serving_model``)
+    leaves pointing at another store.
+    """
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ import orjson
 import pandas as pd
 import pytest
 import yaml
-from mlflow import MlflowClient
 
 from aibridge.backtest import EngineSettings, run_backtest
 from aibridge.backtest.gate import decide
@@ -30,7 +29,7 @@ from aibridge.ingest import read_mt4_csv
 from aibridge.instruments import load_instrument
 from aibridge.paths import sample_data_path
 from aibridge.risk import RiskSettings
-from tests.conftest import BIN, TrainedStore, run
+from tests.conftest import BIN, TrainedStore, mlflow_client, run
 from tests.server_fixtures import real_models, running_server
 
 pytestmark = pytest.mark.slow
@@ -105,7 +104,7 @@ def test_local_bundle_and_registry_pyfunc_decide_identically(
 
 def test_backtest_is_logged_to_the_train_run(backtested: Path) -> None:
     run_id = json.loads((backtested / "artifacts" / "train_run.json").read_text())["run_id"]
-    client = MlflowClient(tracking_uri=f"sqlite:///{backtested / 'mlflow.db'}")
+    client = mlflow_client(f"sqlite:///{backtested / 'mlflow.db'}")
     logged = client.get_run(run_id)
     assert "bt_sharpe" in logged.data.metrics
     names = {a.path for a in client.list_artifacts(run_id, "backtest")}

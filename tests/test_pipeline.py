@@ -9,10 +9,9 @@ import mlflow
 import numpy as np
 import pytest
 import yaml
-from mlflow import MlflowClient
 
 from aibridge import features
-from tests.conftest import BIN, TrainedStore, run
+from tests.conftest import BIN, TrainedStore, mlflow_client, run
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +24,7 @@ def test_repro_runs_every_stage(trained_model_store: TrainedStore) -> None:
 
 
 def test_mlflow_run_has_params_metrics_plots_and_model(trained_model_store: TrainedStore) -> None:
-    client = MlflowClient(tracking_uri=trained_model_store.tracking_uri)
+    client = mlflow_client(trained_model_store.tracking_uri)
     version = client.get_model_version_by_alias(trained_model_store.model_name, "champion")
     run_ = client.get_run(version.run_id)
     assert run_.data.params["model.num_leaves"] == "31"
@@ -49,7 +48,7 @@ def test_mlflow_run_has_params_metrics_plots_and_model(trained_model_store: Trai
 
 
 def test_first_version_is_champion_and_challenger(trained_model_store: TrainedStore) -> None:
-    client = MlflowClient(tracking_uri=trained_model_store.tracking_uri)
+    client = mlflow_client(trained_model_store.tracking_uri)
     model = client.get_registered_model(trained_model_store.model_name)
     assert {k: str(v) for k, v in model.aliases.items()} == {"champion": "1", "challenger": "1"}
 
@@ -96,7 +95,7 @@ def test_editing_conf_retrains_only_affected_stages(mutable_project: Path) -> No
     assert "Running stage 'train'" in out
     params = yaml.safe_load((mutable_project / "params.yaml").read_text())
     assert params["model"]["num_leaves"] == 15
-    client = MlflowClient(tracking_uri=f"sqlite:///{mutable_project / 'mlflow.db'}")
+    client = mlflow_client(f"sqlite:///{mutable_project / 'mlflow.db'}")
     model = client.get_registered_model("aibridge-EURUSD-H1")
     assert {k: str(v) for k, v in model.aliases.items()} == {"champion": "1", "challenger": "2"}
     v2 = client.get_model_version("aibridge-EURUSD-H1", "2")
@@ -110,7 +109,7 @@ def test_dvc_exp_run_set_param_trains_variant(mutable_project: Path) -> None:
     assert "Running stage 'train'" in out
     params = yaml.safe_load((mutable_project / "params.yaml").read_text())
     assert params["model"]["num_leaves"] == 63
-    client = MlflowClient(tracking_uri=f"sqlite:///{mutable_project / 'mlflow.db'}")
+    client = mlflow_client(f"sqlite:///{mutable_project / 'mlflow.db'}")
     latest = max(int(v.version) for v in client.search_model_versions("name='aibridge-EURUSD-H1'"))
     run_ = client.get_run(client.get_model_version("aibridge-EURUSD-H1", str(latest)).run_id)
     assert run_.data.params["model.num_leaves"] == "63"
@@ -125,7 +124,7 @@ def test_queued_experiment_logs_into_the_project_store(mutable_project: Path) ->
     run([str(BIN / "dvc"), "exp", "run", "--queue", "-S", "model.num_leaves=7"], mutable_project)
     out = run([str(BIN / "dvc"), "exp", "run", "--run-all"], mutable_project)
     assert "Running stage 'train'" in out.stdout + out.stderr
-    client = MlflowClient(tracking_uri=f"sqlite:///{mutable_project / 'mlflow.db'}")
+    client = mlflow_client(f"sqlite:///{mutable_project / 'mlflow.db'}")
     experiments = [e.experiment_id for e in client.search_experiments()]
     leaves = {r.data.params.get("model.num_leaves") for r in client.search_runs(experiments)}
     assert "7" in leaves

@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 
 from aibridge.sweep import SweepError, run_sweep
+from tests.conftest import mlflow_client
 
 GRID = ["sweep.space.num_leaves=[15,31]", "sweep.space.learning_rate=[0.05,0.1]"]
 
@@ -45,10 +46,9 @@ def test_every_grid_point_is_one_trial(swept) -> None:
 
 
 def test_every_trial_is_a_nested_mlflow_run(swept) -> None:
-    from mlflow import MlflowClient
 
     result, tracking_uri, *_ = swept
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = mlflow_client(tracking_uri)
     runs = client.search_runs(
         [result.experiment_id], filter_string="tags.`aibridge.sweep` = 'test-grid'"
     )
