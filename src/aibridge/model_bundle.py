@@ -55,12 +55,26 @@ def write_bundle(directory: Path, booster: lgb.Booster, settings: BundleSettings
     (directory / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=2, sort_keys=True))
     shutil.copyfile(features.__file__, directory / FEATURES_FILE)
     shutil.copyfile(decision.__file__, directory / DECISION_FILE)
+    return bundle_artifacts(directory)
+
+
+def bundle_artifacts(directory: Path) -> dict[str, str]:
+    """The MLflow ``artifacts`` mapping (artifact key → file) of a bundle directory."""
     return {
         pyfunc_model.ARTIFACT_BOOSTER: str(directory / BOOSTER_FILE),
         pyfunc_model.ARTIFACT_SETTINGS: str(directory / SETTINGS_FILE),
         pyfunc_model.ARTIFACT_FEATURES: str(directory / FEATURES_FILE),
         pyfunc_model.ARTIFACT_DECISION: str(directory / DECISION_FILE),
     }
+
+
+def load_local_bundle(directory: Path) -> pyfunc_model.CandleDecisionModel:
+    """The pyfunc model loaded from a bundle directory, through MLflow's own ``load_context``."""
+    from types import SimpleNamespace
+
+    model = pyfunc_model.CandleDecisionModel()
+    model.load_context(SimpleNamespace(artifacts=bundle_artifacts(directory)))
+    return model
 
 
 def pyfunc_code_path() -> str:

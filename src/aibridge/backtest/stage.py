@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -31,6 +30,7 @@ from aibridge.backtest.settings import BacktestSettings, backtest_settings_from_
 from aibridge.backtest.walkforward import walk_forward
 from aibridge.config import to_container
 from aibridge.instruments import InstrumentSpec, spec_from_mapping
+from aibridge.model_bundle import load_local_bundle
 from aibridge.paths import conf_dir
 from aibridge.risk import RiskSettings, risk_settings_from_mapping
 from aibridge.stages.common import StagePaths, console, read_json, run_stage
@@ -59,18 +59,7 @@ def signals_from_decisions(decisions: pd.DataFrame, point: float) -> tuple[np.nd
 
 def load_bundle(model_dir: Path) -> pyfunc_model.CandleDecisionModel:
     """The challenger straight from ``artifacts/model`` (same code path MLflow uses)."""
-    model = pyfunc_model.CandleDecisionModel()
-    model.load_context(
-        SimpleNamespace(
-            artifacts={
-                pyfunc_model.ARTIFACT_BOOSTER: str(model_dir / "booster.txt"),
-                pyfunc_model.ARTIFACT_SETTINGS: str(model_dir / "settings.json"),
-                pyfunc_model.ARTIFACT_FEATURES: str(model_dir / "features.py"),
-                pyfunc_model.ARTIFACT_DECISION: str(model_dir / "decision.py"),
-            }
-        )
-    )
-    return model
+    return load_local_bundle(model_dir)
 
 
 def window_metrics(

@@ -14,7 +14,12 @@ from aibridge import features as feature_code
 from aibridge.config import flatten, to_container
 from aibridge.decision import CLASSES
 from aibridge.labels import NO_LABEL
-from aibridge.model_bundle import BundleSettings, pyfunc_code_path, write_bundle
+from aibridge.model_bundle import (
+    BundleSettings,
+    load_local_bundle,
+    pyfunc_code_path,
+    write_bundle,
+)
 from aibridge.plots import confusion_png, importance_png
 from aibridge.stages.common import StageError, StagePaths, console, run_stage, write_json
 from aibridge.stages.features import load_candles
@@ -179,23 +184,7 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
 
 def _example_output(paths: StagePaths, example: pd.DataFrame) -> pd.DataFrame:
     """Run the bundle on the example exactly as MLflow will, to get the output schema."""
-    from types import SimpleNamespace
-
-    from aibridge import pyfunc_model
-
-    model = pyfunc_model.CandleDecisionModel()
-    d = paths.model_dir
-    model.load_context(
-        SimpleNamespace(
-            artifacts={
-                pyfunc_model.ARTIFACT_BOOSTER: str(d / "booster.txt"),
-                pyfunc_model.ARTIFACT_SETTINGS: str(d / "settings.json"),
-                pyfunc_model.ARTIFACT_FEATURES: str(d / "features.py"),
-                pyfunc_model.ARTIFACT_DECISION: str(d / "decision.py"),
-            }
-        )
-    )
-    return model.predict(None, example)
+    return load_local_bundle(paths.model_dir).predict(None, example)
 
 
 def main() -> None:
