@@ -79,6 +79,13 @@ class RiskSettings(BaseModel):
     min_lot_policy: Literal["skip", "use_min"] = Field(
         default="skip", description="below MODE_MINLOT: skip the trade, or trade the minimum"
     )
+    # Exit policy: part of the one trade model (backtest, ea-sim and the EA apply it).
+    close_on_opposite: bool = Field(
+        default=True, description="an opposite signal closes the position at the next open"
+    )
+    max_hold_bars: int = Field(
+        default=24, ge=0, description="time exit at the open this many bars after entry; 0 = none"
+    )
 
 
 def load_risk_settings(path: Path | None = None) -> RiskSettings:
