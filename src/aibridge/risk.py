@@ -58,6 +58,12 @@ ENTRY_REASONS = {
     ENTRY_EXPOSURE: "exposure_limit",
 }
 
+# Market exit codes at a bar's open (MQL4: #define AIB_EXIT_NONE 0, ...); the values are the
+# backtest's exit reasons (aibridge.backtest.core.EXIT_SIGNAL / EXIT_TIME).
+EXIT_NONE = 0
+EXIT_SIGNAL = 3  # an opposite BUY/SELL closes the position
+EXIT_TIME = 4  # max_hold_bars reached
+
 # Floating-point guard when flooring to the lot step: 0.3 / 0.01 is 29.999999999999996.
 _STEP_EPS = 1e-7
 _LOT_DECIMALS = 8
@@ -232,6 +238,23 @@ def entry_veto(
     if not exposure_ok(open_positions, total_lots, lots, max_open_positions, max_total_lots):
         return ENTRY_EXPOSURE
     return ENTRY_OK
+
+
+def exit_reason(
+    direction: int, signal: int, bars_held: int, close_on_opposite: bool, max_hold_bars: int
+) -> int:
+    """Should a position of ``direction`` (+1 long, -1 short) close at this bar's open?
+
+    ``signal`` is the served decision of the bar that just closed (+1 BUY, -1 SELL, 0 HOLD or
+    none); ``bars_held`` counts bars since the entry bar (0 on the entry bar). An opposite
+    signal wins over the time exit (it decides the reason, not the price). Returns an
+    ``EXIT_*`` code. MQL4 mirror: ``AIB_ExitReason``.
+    """
+    if close_on_opposite and signal == -direction:
+        return EXIT_SIGNAL
+    if max_hold_bars > 0 and bars_held >= max_hold_bars:
+        return EXIT_TIME
+    return EXIT_NONE
 
 
 def widen_to_stop_level(
