@@ -51,6 +51,7 @@ RISK = RiskSettings(
     max_open_positions=1,
     max_total_lots=1e9,
     min_lot_policy="skip",
+    max_hold_bars=0,  # a test that wants the time exit says so
 )
 
 
@@ -145,9 +146,9 @@ def test_same_trades_both_directions_risk_sized() -> None:
         spread_points=0,
         commission_per_lot_per_side=COMMISSION,
         sl_tp_on_entry_bar=False,
-        max_hold_bars=MAX_HOLD,
     )
-    ours = run_backtest(candles, sig, sl, tp, SPEC, RISK, settings)
+    risk = RISK.model_copy(update={"max_hold_bars": MAX_HOLD})
+    ours = run_backtest(candles, sig, sl, tp, SPEC, risk, settings)
     lots_at_bar = dict(zip(ours.trades["entry_bar"], ours.trades["lots"], strict=True))
     assert len(set(lots_at_bar.values())) > 5  # risk sizing really varies the size
     stats = _run_bt(candles, sig, sl, tp, lots_at_bar, spread=0.0, max_hold=MAX_HOLD)

@@ -20,7 +20,10 @@ from aibridge.risk import RiskSettings
 
 EURUSD = load_instrument("EURUSD")
 USDJPY = load_instrument("USDJPY")
-RISK = RiskSettings(risk_per_trade_pct=1.0, max_spread_points=30, max_daily_drawdown_pct=3.0)
+# No time exit unless a test says so (the exit policy lives in the risk settings).
+RISK = RiskSettings(
+    risk_per_trade_pct=1.0, max_spread_points=30, max_daily_drawdown_pct=3.0, max_hold_bars=0
+)
 SETTINGS = EngineSettings(spread_points=10, commission_per_lot_per_side=3.5)
 SL, TP = 0.0020, 0.0030
 FLAT = (1.1000, 1.1000, 1.1000, 1.1000)
@@ -239,10 +242,37 @@ def test_random_slippage_is_seeded() -> None:
 
 
 def test_time_exit() -> None:
-    settings = SETTINGS.model_copy(update={"max_hold_bars": 2})
-    res = run_backtest(candles([FLAT] * 5), signals(5, {0: 1}), SL, TP, EURUSD, RISK, settings)
+    risk = RISK.model_copy(update={"max_hold_bars": 2})
+    res = run_backtest(candles([FLAT] * 5), signals(5, {0: 1}), SL, TP, EURUSD, risk, SETTINGS)
     t = only_trade(res)
     assert (t.exit_reason, t.entry_bar, t.exit_bar) == ("time", 1, 3)
+
+
+def test_opposite_signal_only_closes_when_the_policy_says_so() -> None:
+    keep = RISK.model_copy(update={"close_on_opposite": False})
+    sig = signals(6, {0: 1, 2: -1})
+    res = run_backtest(candles([FLAT] * 6), sig, SL, TP, EURUSD, keep, SETTINGS)
+    # the long stays; the SELL is vetoed by max_open_positions = 1
+    assert res.entry_code[3] == risk_rules.ENTRY_EXPOSURE
+    assert only_trade(res).exit_reason == "end"
+
+
+def test_drawdown_is_checked_at_the_open_without_a_signal() -> None:
+    """A gap breaches the day's limit at bar 2's open; the bar recovers by its close.
+
+    Fixed 1 lot, SL far away. Bar 1: long at Ask 1.1001, commission 3.5. Bar 2 opens at 1.0960:
+    equity 10,000 - 3.5 + (1.0960 - 1.1001) x 100,000 = 9,586.5, 4.1 % below the day's start
+    (limit 3 %) -> latched at the open although no signal acts on bar 2; bar 2 closes at 1.1000
+    (equity 9,986.5, within the limit). Bar 3's SELL closes the long (opposite signal) and is
+    vetoed: the day is halted. Checking only when a signal arrives (or at closes) misses it.
+    """
+    settings = SETTINGS.model_copy(update={"fixed_lots": 1.0})
+    bars = [FLAT, FLAT, (1.0960, 1.1000, 1.0960, 1.1000), FLAT, FLAT]
+    res = run_backtest(candles(bars), signals(5, {0: 1, 2: -1}), 0.05, 0.05, EURUSD, RISK, settings)
+    assert res.equity.iloc[2] == pytest.approx(9_986.5)
+    assert res.entry_code[3] == risk_rules.ENTRY_DRAWDOWN
+    t = only_trade(res)
+    assert (t.side, t.exit_reason, t.exit_bar) == ("BUY", "signal", 3)
 
 
 def test_swap_with_triple_wednesday() -> None:

@@ -73,8 +73,8 @@ def test_walk_forward_retrains_through_the_training_code(sample) -> None:
 
     window = candles.iloc[a:b].reset_index(drop=True)
     spec = spec_from_mapping(cfg["instrument"])
-    risk = risk_settings_from_mapping(cfg["risk"])
-    engine = EngineSettings(max_hold_bars=24)
+    risk = risk_settings_from_mapping(cfg["risk"]).model_copy(update={"max_hold_bars": 24})
+    engine = EngineSettings()
     sig = wf.signal[a:b]
     res = run_backtest(window, sig, wf.sl_dist[a:b], wf.tp_dist[a:b], spec, risk, engine)
     metrics = compute_metrics(res)

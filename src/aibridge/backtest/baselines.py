@@ -61,8 +61,9 @@ def run_baselines(
     )
     hold_sig = np.zeros(n, dtype=np.int64)
     hold_sig[0] = 1
-    hold_engine = engine.model_copy(update={"attach_stops": False, "max_hold_bars": 0})
-    hold = run_backtest(candles, hold_sig, sl_dist, tp_dist, spec, risk, hold_engine, conv)
+    hold_engine = engine.model_copy(update={"attach_stops": False})
+    hold_risk = risk.model_copy(update={"max_hold_bars": 0})  # held to the end, no time exit
+    hold = run_backtest(candles, hold_sig, sl_dist, tp_dist, spec, hold_risk, hold_engine, conv)
     runs = [
         compute_metrics(
             run_backtest(

@@ -11,7 +11,8 @@ called, so the backtest, the EA emulator and the MQL4 EA share one definition.
 Per bar ``i`` (signal ``s = signal[i-1]`` decided on the close of bar ``i-1``):
 
 1. day change: charge swap for the nights crossed, reset the day's starting equity and the
-   drawdown latch (equity marked at this bar's open);
+   drawdown latch (equity marked at this bar's open); then the drawdown check at the open
+   (the EA checks on every tick: the open tick and the close tick of the stand-in);
 2. at the open: close positions opposite to ``s`` and positions past ``max_hold_bars``
    (market exits, slippage against us), then try to open ``s`` (spread, drawdown, hours,
    lot size, exposure checks; ``entry_code[i]`` records the outcome);
@@ -215,6 +216,20 @@ def run_kernel(
                     floating += _pnl(d, tf[t, TF_ENTRY], mark, tf[t, TF_LOTS], tick, tv_open)
             day_start_equity = balance + floating
             dd_halted = False
+
+        # drawdown at the open tick: the EA checks on every tick, so a gap that breaches the
+        # day's limit latches the halt even when no signal arrives on this bar and the bar
+        # recovers before its close
+        if i > 0:
+            floating = 0.0
+            for k in range(slots):
+                t = pos[k]
+                if t >= 0:
+                    d = ti[t, TI_DIR]
+                    mark = o if d > 0 else o + sp
+                    floating += _pnl(d, tf[t, TF_ENTRY], mark, tf[t, TF_LOTS], tick, tv_open)
+            if _dd_breached(day_start_equity, balance + floating, p[P_MAX_DD_PCT]):
+                dd_halted = True
 
         # 2. market actions at the open for the signal of the previous bar
         s = signal[i - 1] if i > 0 else 0

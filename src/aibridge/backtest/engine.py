@@ -106,8 +106,9 @@ def kernel_params(spec: InstrumentSpec, risk: RiskSettings, settings: EngineSett
     p[core.P_TRIPLE_DAY] = spec.triple_swap_weekday
     p[core.P_STOP_FIRST] = settings.stop_first
     p[core.P_ON_ENTRY_BAR] = settings.sl_tp_on_entry_bar
-    p[core.P_CLOSE_OPPOSITE] = settings.close_on_opposite
-    p[core.P_MAX_HOLD] = settings.max_hold_bars
+    # The exit policy is part of the served trade model (conf/risk), not a simulation knob.
+    p[core.P_CLOSE_OPPOSITE] = risk.close_on_opposite
+    p[core.P_MAX_HOLD] = risk.max_hold_bars
     p[core.P_FIXED_LOTS] = settings.fixed_lots
     p[core.P_ATTACH_STOPS] = settings.attach_stops
     return p

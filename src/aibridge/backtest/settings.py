@@ -1,7 +1,8 @@
 """Validated settings of the backtest (``conf/backtest/default.yaml``).
 
-Separate from :class:`aibridge.risk.RiskSettings` on purpose: the risk rules are shared with
-the live EA, while these knobs (fill model, slippage, walk-forward windows, the gate) only
+Separate from :class:`aibridge.risk.RiskSettings` on purpose: the risk rules *and the exit
+policy* (``close_on_opposite``, ``max_hold_bars``) are shared with the live EA and served in
+the heartbeat, while these knobs (fill model, slippage, walk-forward windows, the gate) only
 exist in simulation.
 """
 
@@ -33,8 +34,6 @@ class EngineSettings(BaseModel):
     sl_tp_on_entry_bar: bool = Field(
         default=True, description="MT4 attaches SL/TP to the order, so they act on the entry bar"
     )
-    close_on_opposite: bool = Field(default=True, description="opposite signal closes first")
-    max_hold_bars: int = Field(default=0, ge=0, description="time exit; 0 = none")
     fixed_lots: float = Field(default=0.0, ge=0, description="> 0 replaces risk sizing")
     attach_stops: bool = Field(default=True, description="False: SL only sizes, never fills")
     spread_points: float | None = Field(
