@@ -25,6 +25,8 @@
 #define AIB_MAX_MODEL_VER    32
 #define AIB_MAX_COMMENT      256
 #define AIB_MAX_CLIENT       128
+#define AIB_MAX_POSITIONS    200
+#define AIB_MAX_REASON       32
 
 //+------------------------------------------------------------------+
 //| MT4 Period() minutes -> protocol timeframe ("" if unsupported).  |
@@ -68,10 +70,27 @@ struct AibCandle
    long              volume;   // tick volume
   };
 //+------------------------------------------------------------------+
-//| heartbeat request                                                |
+//| One open position of this EA, as the heartbeat reports it.       |
+//+------------------------------------------------------------------+
+struct AibPosition
+  {
+   long              ticket;
+   string            side;           // BUY | SELL
+   double            lots;
+   double            open_price;
+   double            sl;             // <= 0: none (sent as null)
+   double            tp;             // <= 0: none (sent as null)
+   long              open_time;      // MT4 datetime (broker server clock)
+  };
+//+------------------------------------------------------------------+
+//| heartbeat request: who is asking (account, magic), the broker's  |
+//| clock (utc_offset_s = TimeCurrent()-TimeGMT()) and the EA's open |
+//| positions, which the server reconciles with its trade ledger.    |
 //| fixture: heartbeat.json                                          |
 //+------------------------------------------------------------------+
-string AIB_BuildHeartbeat(string request_id,string symbol,string timeframe,string client)
+string AIB_BuildHeartbeat(string request_id,string symbol,string timeframe,string client,long account,
+                          long magic,long utc_offset_s,const AibPosition &positions[],int count,int digits,
+                          int lot_digits)
   {
    CAibJsonWriter w;
    w.ObjBegin();
@@ -81,6 +100,29 @@ string AIB_BuildHeartbeat(string request_id,string symbol,string timeframe,strin
    w.Str("symbol",symbol);
    w.Str("timeframe",timeframe);
    w.Str("client",StringSubstr(client,0,AIB_MAX_CLIENT));
+   w.Int("account",account);
+   w.Int("magic",magic);
+   w.Int("utc_offset_s",utc_offset_s);
+   w.ArrBeginKey("positions");
+   for(int i=0; i<count && i<AIB_MAX_POSITIONS; i++)
+     {
+      w.ObjBegin();
+      w.Int("ticket",positions[i].ticket);
+      w.Str("side",positions[i].side);
+      w.Num("lots",positions[i].lots,lot_digits);
+      w.Num("open_price",positions[i].open_price,digits);
+      if(positions[i].sl>0.0)
+         w.Num("sl",positions[i].sl,digits);
+      else
+         w.Null("sl");
+      if(positions[i].tp>0.0)
+         w.Num("tp",positions[i].tp,digits);
+      else
+         w.Null("tp");
+      w.Int("open_time",positions[i].open_time);
+      w.ObjEnd();
+     }
+   w.ArrEnd();
    w.ObjEnd();
    return w.Text();
   }
@@ -90,7 +132,7 @@ string AIB_BuildHeartbeat(string request_id,string symbol,string timeframe,strin
 //| fixture: predict.json                                            |
 //+------------------------------------------------------------------+
 string AIB_BuildPredict(string request_id,string symbol,string timeframe,int spread_points,
-                        const AibCandle &candles[],int count,int digits)
+                        long utc_offset_s,const AibCandle &candles[],int count,int digits)
   {
    CAibJsonWriter w;
    w.ObjBegin();
@@ -100,6 +142,7 @@ string AIB_BuildPredict(string request_id,string symbol,string timeframe,int spr
    w.Str("symbol",symbol);
    w.Str("timeframe",timeframe);
    w.Int("spread_points",spread_points);
+   w.Int("utc_offset_s",utc_offset_s);
    w.ArrBeginKey("candles");
    for(int i=0; i<count; i++)
      {
@@ -137,6 +180,10 @@ struct AibTradeEvent
    long              time;           // MT4 datetime (broker server clock)
    string            model_version;
    string            comment;
+   long              account;        // AccountNumber(), 0 = not sent
+   string            reason;         // closed: signal|time|sl|tp|unprotected|external; "" = not sent
+   long              seq;            // per ticket and event kind, 0 = not sent
+   long              remainder_ticket; // partial close: the ticket MT4 opened for the rest, 0 = none
   };
 //+------------------------------------------------------------------+
 //| Reset every field (MQL does not zero local structs).             |
@@ -159,6 +206,10 @@ void AIB_TradeEventInit(AibTradeEvent &e)
    e.time=0;
    e.model_version="";
    e.comment="";
+   e.account=0;
+   e.reason="";
+   e.seq=0;
+   e.remainder_ticket=0;
   }
 //+------------------------------------------------------------------+
 //| trade_event request; optional keys are left out when unknown.    |
@@ -194,6 +245,14 @@ string AIB_BuildTradeEvent(string request_id,const AibTradeEvent &e,int digits,i
    w.Str("model_version",StringSubstr(e.model_version,0,AIB_MAX_MODEL_VER));
    if(e.comment!="")
       w.Str("comment",StringSubstr(e.comment,0,AIB_MAX_COMMENT));
+   if(e.account>0)
+      w.Int("account",e.account);
+   if(e.reason!="")
+      w.Str("reason",StringSubstr(e.reason,0,AIB_MAX_REASON));
+   if(e.seq>0)
+      w.Int("seq",e.seq);
+   if(e.remainder_ticket>0)
+      w.Int("remainder_ticket",e.remainder_ticket);
    w.ObjEnd();
    return w.Text();
   }
@@ -267,6 +326,21 @@ struct AibHeartbeat
    long              trading_start_hour;   // server time, inclusive
    long              trading_end_hour;     // exclusive, wraps past midnight
    string            min_lot_policy;       // skip | use_min
+   bool              has_exit_policy;      // risk.close_on_opposite and risk.max_hold_bars sent
+   bool              close_on_opposite;
+   long              max_hold_bars;        // 0 = no time exit
+   bool              has_instrument;       // the served model's contract specs
+   long              inst_digits;
+   double            inst_point;
+   double            inst_tick_size;
+   double            inst_contract_size;
+   bool              has_utc_offset;       // broker UTC offset of the model's training data
+   long              utc_offset_s;
+   string            clock_check;          // ok | mismatch | unknown ("" = not sent)
+   bool              has_reconcile;
+   long              rec_orphans;
+   long              rec_unprotected;
+   long              rec_missing_closes;
   };
 //+------------------------------------------------------------------+
 //| heartbeat reply                                                  |
@@ -300,6 +374,22 @@ bool AIB_ReadHeartbeat(const CAibJson &doc,AibHeartbeat &hb)
    hb.trading_start_hour=doc.GetLong("risk.trading_start_hour",-1);
    hb.trading_end_hour=doc.GetLong("risk.trading_end_hour",-1);
    hb.min_lot_policy=doc.GetString("risk.min_lot_policy","");
+   hb.has_exit_policy=(doc.Type("risk.close_on_opposite")==AIB_JSON_BOOL &&
+                       doc.Type("risk.max_hold_bars")==AIB_JSON_NUMBER);
+   hb.close_on_opposite=doc.GetBool("risk.close_on_opposite",false);
+   hb.max_hold_bars=doc.GetLong("risk.max_hold_bars",0);
+   hb.has_instrument=(doc.Type("instrument")==AIB_JSON_OBJECT);
+   hb.inst_digits=doc.GetLong("instrument.digits",-1);
+   hb.inst_point=doc.GetDouble("instrument.point",0.0);
+   hb.inst_tick_size=doc.GetDouble("instrument.tick_size",0.0);
+   hb.inst_contract_size=doc.GetDouble("instrument.contract_size",0.0);
+   hb.has_utc_offset=(doc.Type("utc_offset_s")==AIB_JSON_NUMBER);
+   hb.utc_offset_s=doc.GetLong("utc_offset_s",0);
+   hb.clock_check=doc.GetString("clock_check","");
+   hb.has_reconcile=(doc.Type("reconcile")==AIB_JSON_OBJECT);
+   hb.rec_orphans=doc.GetLong("reconcile.orphans",0);
+   hb.rec_unprotected=doc.GetLong("reconcile.unprotected",0);
+   hb.rec_missing_closes=doc.GetLong("reconcile.missing_closes",0);
    return hb.has_model && hb.model_version!="" && hb.min_bars>0;
   }
 //+------------------------------------------------------------------+

@@ -19,6 +19,11 @@
 #define AIB_ENTRY_LOTS     4
 #define AIB_ENTRY_EXPOSURE 5
 
+//--- market exit codes at a bar's open (aibridge.risk.EXIT_*)
+#define AIB_EXIT_NONE      0
+#define AIB_EXIT_SIGNAL    3
+#define AIB_EXIT_TIME      4
+
 //+------------------------------------------------------------------+
 //| Name of a veto code, for the journal.                            |
 //| mirrors: aibridge.risk.ENTRY_REASONS                             |
@@ -114,5 +119,20 @@ int AIB_EntryVeto(double spread_points,double max_spread_points,bool dd_halted,i
    if(!AIB_ExposureOk(open_positions,total_lots,lots,max_open_positions,max_total_lots))
       return AIB_ENTRY_EXPOSURE;
    return AIB_ENTRY_OK;
+  }
+//+------------------------------------------------------------------+
+//| Should a position of direction (+1 long, -1 short) close at this  |
+//| bar's open? signal: the decision of the bar that just closed     |
+//| (+1 BUY, -1 SELL, 0 HOLD/none); bars_held: bars since the entry  |
+//| bar. An opposite signal wins over the time exit.                 |
+//| mirrors: aibridge.risk.exit_reason                               |
+//+------------------------------------------------------------------+
+int AIB_ExitReason(int direction,int signal,int bars_held,bool close_on_opposite,int max_hold_bars)
+  {
+   if(close_on_opposite && signal==-direction)
+      return AIB_EXIT_SIGNAL;
+   if(max_hold_bars>0 && bars_held>=max_hold_bars)
+      return AIB_EXIT_TIME;
+   return AIB_EXIT_NONE;
   }
 //+------------------------------------------------------------------+

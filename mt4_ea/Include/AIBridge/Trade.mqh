@@ -8,7 +8,11 @@
 //--- MT4 trade server return codes used here (numeric so nothing clashes with the
 //--- terminal's own predefined names)
 #define AIB_ERR_NO_ERROR            0
+#define AIB_ERR_NO_RESULT           1
+#define AIB_ERR_COMMON_ERROR        2
 #define AIB_ERR_SERVER_BUSY         4
+#define AIB_ERR_NO_CONNECTION       6
+#define AIB_ERR_MALFUNCTIONAL_TRADE 9
 #define AIB_ERR_TRADE_TIMEOUT       128
 #define AIB_ERR_INVALID_PRICE       129
 #define AIB_ERR_INVALID_STOPS       130
@@ -20,6 +24,8 @@
 #define AIB_ERR_OFF_QUOTES          136
 #define AIB_ERR_BROKER_BUSY         137
 #define AIB_ERR_REQUOTE             138
+#define AIB_ERR_TOO_MANY_REQUESTS   141
+#define AIB_ERR_TRADE_MODIFY_DENIED 145
 #define AIB_ERR_TRADE_CONTEXT_BUSY  146
 #define AIB_ERR_TRADE_EXPIRATION_DENIED 147
 #define AIB_ERR_TRADE_TOO_MANY_ORDERS 148
@@ -30,16 +36,26 @@
 
 //+------------------------------------------------------------------+
 //| Retry only what a fresh quote can fix: requote, off quotes,      |
-//| price changed, trade context busy. Everything else (invalid      |
-//| stops/volume, no money, market closed, trade disabled, and the   |
-//| ambiguous 128 trade timeout, where the order may have been       |
-//| filled) is final: retrying could not succeed or could double a   |
-//| position.                                                        |
+//| price changed, invalid price, trade context busy. Everything     |
+//| else (invalid stops/volume, no money, market closed, trade       |
+//| disabled) is final, and the ambiguous outcomes below are never   |
+//| retried blindly: the order may exist (AIB_IsUnknownOutcome).     |
 //+------------------------------------------------------------------+
 bool AIB_IsRetryableTradeError(int err)
   {
-   return err==AIB_ERR_REQUOTE || err==AIB_ERR_OFF_QUOTES ||
+   return err==AIB_ERR_REQUOTE || err==AIB_ERR_OFF_QUOTES || err==AIB_ERR_INVALID_PRICE ||
           err==AIB_ERR_PRICE_CHANGED || err==AIB_ERR_TRADE_CONTEXT_BUSY;
+  }
+//+------------------------------------------------------------------+
+//| Errors after which the trade server may or may not have executed |
+//| the request (timeout, lost connection, common error, no result): |
+//| the EA looks for the order before it reports anything.           |
+//+------------------------------------------------------------------+
+bool AIB_IsUnknownOutcome(int err)
+  {
+   return err==AIB_ERR_NO_ERROR || err==AIB_ERR_NO_RESULT || err==AIB_ERR_COMMON_ERROR ||
+          err==AIB_ERR_NO_CONNECTION || err==AIB_ERR_MALFUNCTIONAL_TRADE ||
+          err==AIB_ERR_TRADE_TIMEOUT;
   }
 //+------------------------------------------------------------------+
 //| Short text for the journal (no stdlib.ex4 import needed).        |
@@ -50,8 +66,16 @@ string AIB_TradeErrorText(int err)
      {
       case AIB_ERR_NO_ERROR:
          return "no error";
+      case AIB_ERR_NO_RESULT:
+         return "no result (order state unknown)";
+      case AIB_ERR_COMMON_ERROR:
+         return "common error (order state unknown)";
       case AIB_ERR_SERVER_BUSY:
          return "trade server busy";
+      case AIB_ERR_NO_CONNECTION:
+         return "no connection with the trade server (order state unknown)";
+      case AIB_ERR_MALFUNCTIONAL_TRADE:
+         return "malfunctional trade operation (order state unknown)";
       case AIB_ERR_TRADE_TIMEOUT:
          return "trade timeout (order state unknown)";
       case AIB_ERR_INVALID_PRICE:
@@ -74,6 +98,10 @@ string AIB_TradeErrorText(int err)
          return "broker busy";
       case AIB_ERR_REQUOTE:
          return "requote";
+      case AIB_ERR_TOO_MANY_REQUESTS:
+         return "too many requests";
+      case AIB_ERR_TRADE_MODIFY_DENIED:
+         return "modification denied: too close to market (freeze level)";
       case AIB_ERR_TRADE_CONTEXT_BUSY:
          return "trade context busy";
       case AIB_ERR_TRADE_EXPIRATION_DENIED:
@@ -120,5 +148,27 @@ int AIB_LotDigits(double lot_step)
       d++;
      }
    return d;
+  }
+//+------------------------------------------------------------------+
+//| A price on the broker's tick grid (MODE_TICKSIZE), then to       |
+//| digits. tick_size <= 0: digits only.                             |
+//+------------------------------------------------------------------+
+double AIB_NormalizeToTick(double price,double tick_size,int digits)
+  {
+   if(tick_size<=0.0)
+      return NormalizeDouble(price,digits);
+   return NormalizeDouble(MathRound(price/tick_size)*tick_size,digits);
+  }
+//+------------------------------------------------------------------+
+//| Name of a market exit code (Risk.mqh AIB_EXIT_*), for the        |
+//| journal and the "closed" trade event's reason.                   |
+//+------------------------------------------------------------------+
+string AIB_ExitName(int code)
+  {
+   if(code==3)
+      return "signal";
+   if(code==4)
+      return "time";
+   return "none";
   }
 //+------------------------------------------------------------------+
