@@ -83,8 +83,9 @@ def _replay_strategy(sig, sl, tp, lots_at_bar, max_hold):
             for trade in self.trades:
                 if trade.entry_bar == i and trade.sl is None:
                     d = 1 if trade.is_long else -1
-                    trade.sl = trade.entry_price - d * sl[i - 1]
-                    trade.tp = trade.entry_price + d * tp[i - 1]
+                    # the engine normalises the order's levels to the symbol's digits
+                    trade.sl = round(trade.entry_price - d * sl[i - 1], SPEC.digits)
+                    trade.tp = round(trade.entry_price + d * tp[i - 1], SPEC.digits)
                 if max_hold and i + 1 - trade.entry_bar >= max_hold:
                     trade.close()
                     closing.add(id(trade))

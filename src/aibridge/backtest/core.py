@@ -53,6 +53,7 @@ def _compile(fn: Callable[..., Any], **callees: Any) -> Any:
 _lots_for_risk = _compile(risk.lots_for_risk_raw)
 _dd_breached = _compile(risk.daily_drawdown_breached)
 _widen = _compile(risk.widen_to_stop_level)
+_exit_reason = _compile(risk.exit_reason)
 _tick_value = _compile(instruments.tick_value_from)
 _entry_veto = _compile(
     risk.entry_veto,
@@ -113,8 +114,9 @@ TI_ENTRY_BAR, TI_EXIT_BAR, TI_DIR, TI_REASON = range(4)
     P_MAX_HOLD,
     P_FIXED_LOTS,
     P_ATTACH_STOPS,
-) = range(28)
-N_PARAMS = 28
+    P_DIGITS,
+) = range(29)
+N_PARAMS = 29
 
 
 @numba.njit
@@ -185,6 +187,7 @@ def run_kernel(
     fixed_lots = p[P_FIXED_LOTS]
     attach_stops = p[P_ATTACH_STOPS] != 0.0
     stop_level = p[P_STOP_LEVEL_PTS] * point
+    digits = int(p[P_DIGITS])
 
     balance = p[P_EQUITY]
     day_start_equity = balance
@@ -239,11 +242,7 @@ def run_kernel(
                 if t < 0:
                     continue
                 d = ti[t, TI_DIR]
-                reason = 0
-                if close_opposite and s == -d:
-                    reason = EXIT_SIGNAL
-                elif max_hold > 0 and i - ti[t, TI_ENTRY_BAR] >= max_hold:
-                    reason = EXIT_TIME
+                reason = _exit_reason(d, s, i - ti[t, TI_ENTRY_BAR], close_opposite, max_hold)
                 if reason:
                     px = o - slip[i] if d > 0 else o + sp + slip[i]
                     gross = _pnl(d, tf[t, TF_ENTRY], px, tf[t, TF_LOTS], tick, tv_open)
@@ -313,8 +312,14 @@ def run_kernel(
                 fill = quote + slip[i] if s > 0 else quote - slip[i]
                 tf[t, TF_LOTS] = lots
                 tf[t, TF_ENTRY] = fill
-                tf[t, TF_SL] = (quote - s * sl_d) if (attach_stops and sl_d > 0.0) else np.nan
-                tf[t, TF_TP] = (quote + s * tp_d) if (attach_stops and tp_d > 0.0) else np.nan
+                # the order's levels are normalised to the symbol's digits, as the EA sends them
+                # (NormalizeDouble): a bar touching the level exactly then hits it in both
+                tf[t, TF_SL] = (
+                    round(quote - s * sl_d, digits) if (attach_stops and sl_d > 0.0) else np.nan
+                )
+                tf[t, TF_TP] = (
+                    round(quote + s * tp_d, digits) if (attach_stops and tp_d > 0.0) else np.nan
+                )
                 tf[t, TF_COMM] = commission * lots
                 tf[t, TF_RISK] = sl_d / tick * _tick_value(fixed_tv, tv_mode, quote, conv[i]) * lots
                 ti[t, TI_ENTRY_BAR] = i

@@ -111,6 +111,7 @@ def kernel_params(spec: InstrumentSpec, risk: RiskSettings, settings: EngineSett
     p[core.P_MAX_HOLD] = risk.max_hold_bars
     p[core.P_FIXED_LOTS] = settings.fixed_lots
     p[core.P_ATTACH_STOPS] = settings.attach_stops
+    p[core.P_DIGITS] = spec.digits
     return p
 
 
