@@ -40,6 +40,11 @@ class StagePaths:
         return self.artifacts / "candles" / f"{symbol}_{timeframe}.parquet"
 
     @property
+    def broker_clock(self) -> Path:
+        """Broker clock of each ingested export, keyed ``SYMBOL_TIMEFRAME`` (``ingest``)."""
+        return self.artifacts / "broker_clock.json"
+
+    @property
     def features(self) -> Path:
         return self.artifacts / "features.parquet"
 

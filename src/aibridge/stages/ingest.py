@@ -1,4 +1,9 @@
-"""Stage ``ingest``: MT4 CSVs in ``data/`` → validated, typed candles + a validation report."""
+"""Stage ``ingest``: MT4 CSVs in ``data/`` → validated, typed candles + a validation report.
+
+Also the broker clock of each export (``artifacts/broker_clock.json``, one entry per
+``SYMBOL_TIMEFRAME``): the UTC offset configured in ``data.broker_utc_offset_hours`` or read
+off the export's weekly opens (``aibridge.ingest.broker_clock``). ``train`` puts it in the model.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from aibridge.ingest import (
     Policy,
     parse_symbol_timeframe,
     read_mt4_csv,
+    resolve_broker_clock,
     timeframe_minutes,
     validate_candles,
 )
@@ -48,6 +54,22 @@ def _check_bar_spacing(path: Path, times: np.ndarray, minutes: int, timeframe: s
         )
 
 
+def _configured_offset_hours(cfg: DictConfig) -> float | None:
+    value = cfg.data.get("broker_utc_offset_hours")
+    if value is None:
+        return None
+    try:
+        hours = float(value)
+    except (TypeError, ValueError):
+        hours = float("nan")
+    if not -12 <= hours <= 14:
+        raise StageError(
+            f"data.broker_utc_offset_hours is {value!r}; give the broker's standard-time UTC "
+            "offset in hours (-12..14, e.g. 2 for GMT+2), or null to infer it from the export"
+        )
+    return hours
+
+
 def ingest(cfg: DictConfig, paths: StagePaths) -> dict:
     data_dir = paths.root / cfg.data.dir
     files = sorted(p for p in data_dir.glob(cfg.data.pattern) if p.is_file())
@@ -66,7 +88,9 @@ def ingest(cfg: DictConfig, paths: StagePaths) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*.parquet"):
         stale.unlink()
+    configured_offset = _configured_offset_hours(cfg)
     report: dict = {"files": {}, "totals": {"files": 0, "rows": 0, "issues": 0, "dropped_rows": 0}}
+    clocks: dict[str, dict] = {}
     seen: dict[tuple[str, str], Path] = {}
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("ingest", total=len(files))
@@ -96,6 +120,9 @@ def ingest(cfg: DictConfig, paths: StagePaths) -> dict:
             candles = result.candles
             _check_bar_spacing(path, candles["time"].to_numpy(), minutes, timeframe)
             candles = candles.drop(columns=["line"])
+            clock = resolve_broker_clock(configured_offset, candles["time"].to_numpy(), minutes)
+            clocks[f"{symbol}_{timeframe}"] = clock.to_dict()
+            console.print(f"ingest: {escape(str(rel))} broker clock: {escape(clock.evidence)}")
             candles.to_parquet(paths.candles(symbol, timeframe), index=False)
             for issue in result.issues[:5]:
                 console.print(f"[yellow]warning[/] {escape(str(issue))}")
@@ -109,6 +136,7 @@ def ingest(cfg: DictConfig, paths: StagePaths) -> dict:
                 "dropped_rows": result.dropped_rows,
                 "issues": result.counts(),
                 "issue_list": [i.to_dict() for i in result.issues[:MAX_ISSUES_IN_REPORT]],
+                "broker_clock": clock.to_dict(),
             }
             totals = report["totals"]
             totals["files"] += 1
@@ -116,8 +144,24 @@ def ingest(cfg: DictConfig, paths: StagePaths) -> dict:
             totals["issues"] += len(result.issues)
             totals["dropped_rows"] += result.dropped_rows
             progress.advance(task)
+    write_json(paths.broker_clock, clocks)
     write_json(paths.reports / "ingest.json", report)
-    write_json(paths.reports / "ingest_metrics.json", report["totals"])
+    write_json(
+        paths.reports / "ingest_metrics.json",
+        report["totals"]
+        | {
+            "broker_clock": {
+                key: {
+                    "utc_offset_hours": None
+                    if c["utc_offset_s"] is None
+                    else c["utc_offset_s"] / 3600,
+                    "weekends": c["weekends"],
+                    "agreeing": c["agreeing"],
+                }
+                for key, c in clocks.items()
+            }
+        },
+    )
     console.print(
         f"ingest: {report['totals']['files']} file(s), {report['totals']['rows']} candles, "
         f"{report['totals']['issues']} issue(s)"
