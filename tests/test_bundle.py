@@ -1,26 +1,147 @@
-"""The server's fast path gives exactly the decisions of `pyfunc.predict`, on every bar."""
+"""The server's fast path gives exactly the decisions of `pyfunc.predict`, on every bar, and
+the served model knows its training instrument and broker clock."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime
+from pathlib import Path
 
+import lightgbm as lgb
 import mlflow
 import numpy as np
 import pytest
 
+from aibridge import features
 from aibridge.bundle import (
+    ModelInfo,
     ModelLoadError,
     ServingModel,
     TooFewBarsError,
     load_serving_model,
     parse_model_uri,
 )
-from tests.conftest import TrainedStore
+from aibridge.ingest import read_mt4_csv
+from aibridge.model_bundle import BundleSettings, pyfunc_code_path, write_bundle
+from tests.conftest import REPO, TrainedStore, mlflow_client
 
-pytestmark = pytest.mark.slow
+INFO = ModelInfo("m", "1", None, "run", "", "", "XAUUSD", "H1")
 
 
+def save_small_model(directory: Path, **settings) -> Path:
+    """A real bundle (booster, feature and decision code, settings) saved as an MLflow pyfunc,
+    with a booster of a few trees on the sample's features: what the server loads, quickly."""
+    candles = read_mt4_csv(REPO / "src/aibridge/data/EURUSD60.csv").candles.iloc[:600]
+    params = dict(features.DEFAULT_PARAMS)
+    frame = features.compute_features(candles, params)
+    ready = frame.notna().all(axis=1).to_numpy()
+    X = frame.to_numpy()[ready]
+    y = np.arange(len(X)) % 3
+    booster = lgb.train(
+        {"objective": "multiclass", "num_class": 3, "verbose": -1, "num_threads": 1},
+        lgb.Dataset(X, y),
+        num_boost_round=3,
+    )
+    bundle = BundleSettings(
+        **{
+            "symbol": "XAUUSD",
+            "timeframe": "H1",
+            "digits": 2,
+            "point": 0.01,
+            "feature_params": params,
+            "feature_names": list(frame.columns),
+            "min_bars": features.min_bars(params),
+            "min_confidence": 0.5,
+            "tp_atr_mult": 2.0,
+            "sl_atr_mult": 1.0,
+        }
+        | settings
+    )
+    artifacts = write_bundle(directory / "bundle", booster, bundle)
+    mlflow.pyfunc.save_model(
+        str(directory / "model"),
+        python_model=pyfunc_code_path(),
+        artifacts=artifacts,
+        pip_requirements=["mlflow"],
+    )
+    return directory / "model"
+
+
+def test_served_model_has_instrument_and_broker_clock(tmp_path: Path) -> None:
+    model_dir = save_small_model(
+        tmp_path,
+        tick_size=0.01,
+        contract_size=100.0,
+        broker_utc_offset_s=7200,
+        broker_dst="us",
+        broker_clock={"source": "inferred"},
+    )
+    model = ServingModel(INFO, model_dir)
+    assert (model.digits, model.point, model.tick_size, model.contract_size) == (
+        2,
+        0.01,
+        0.01,
+        100.0,
+    )
+    assert (model.broker_utc_offset_s, model.broker_dst) == (7200, "us")
+    assert isinstance(model.broker_utc_offset_s, int) and isinstance(model.contract_size, float)
+    # A GMT+2/+3 New York close broker reports 10800 all US summer.
+    assert model.broker_utc_offset_at(datetime(2026, 12, 1, tzinfo=UTC).timestamp()) == 7200
+    assert model.broker_utc_offset_at(datetime(2026, 7, 1, tzinfo=UTC).timestamp()) == 10800
+
+
+def test_bundle_written_before_these_keys_still_loads(tmp_path: Path) -> None:
+    model_dir = save_small_model(tmp_path)
+    settings_path = model_dir / "artifacts" / "settings.json"
+    settings = json.loads(settings_path.read_text())
+    keys = ("tick_size", "contract_size", "broker_utc_offset_s", "broker_dst", "broker_clock")
+    assert all(key in settings for key in keys)
+    settings_path.write_text(json.dumps({k: v for k, v in settings.items() if k not in keys}))
+    model = ServingModel(INFO, model_dir)
+    assert (model.tick_size, model.contract_size, model.broker_utc_offset_s) == (None, None, None)
+    assert model.broker_dst is None and model.broker_utc_offset_at(0) is None
+    assert BundleSettings.load(settings_path).broker_utc_offset_s is None
+    # The pyfunc loads the old settings as well and decides as the fast path does.
+    candles = read_mt4_csv(REPO / "src/aibridge/data/EURUSD60.csv").candles.iloc[:200]
+    candles = candles.drop(columns=["line"])
+    expected = mlflow.pyfunc.load_model(str(model_dir)).predict(candles).iloc[-1]
+    got = model.decide(
+        *(candles[c].to_numpy() for c in ("time", "open", "high", "low", "close", "volume"))
+    )
+    assert (got.action, got.confidence) == (expected["action"], expected["confidence"])
+
+
+@pytest.mark.slow
+def test_trained_model_records_instrument_and_broker_clock(
+    trained_model_store: TrainedStore, tmp_path
+) -> None:
+    """Through the pipeline: the sample is UTC (42 weekends), EURUSD's spec from conf/."""
+    serving = load_serving_model(
+        trained_model_store.model_uri, trained_model_store.tracking_uri, cache_dir=tmp_path
+    )
+    assert (serving.digits, serving.point, serving.tick_size, serving.contract_size) == (
+        5,
+        1e-05,
+        1e-05,
+        100000.0,
+    )
+    assert (serving.broker_utc_offset_s, serving.broker_dst) == (0, "none")
+    assert serving.settings["broker_clock"]["evidence"] == (
+        "inferred UTC+0, daylight saving none; 42/42 weekends agree"
+    )
+    client = mlflow_client(trained_model_store.tracking_uri)
+    run = client.get_run(serving.info.run_id)
+    assert run.data.params["broker_utc_offset_s"] == "0"
+    assert run.data.tags["broker_clock.source"] == "inferred"
+    assert run.data.tags["broker_clock.evidence"].endswith("42/42 weekends agree")
+    version = client.get_model_version(trained_model_store.model_name, serving.info.version)
+    assert version.tags["broker_utc_offset_s"] == "0"
+    report = json.loads((trained_model_store.root / "reports" / "ingest.json").read_text())
+    assert report["files"]["data/EURUSD60.csv"]["broker_clock"]["utc_offset_s"] == 0
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("min_confidence", [None, 0.34])
 def test_fast_path_equals_pyfunc_on_every_bar(
     trained_model_store: TrainedStore, tmp_path, min_confidence: float | None
@@ -70,6 +191,7 @@ def test_fast_path_equals_pyfunc_on_every_bar(
     assert len(candles) - m + 1 == 4960
 
 
+@pytest.mark.slow
 def test_too_few_bars_is_a_specific_error(trained_model_store: TrainedStore, tmp_path) -> None:
     serving = load_serving_model(
         trained_model_store.model_uri, trained_model_store.tracking_uri, cache_dir=tmp_path
@@ -82,6 +204,7 @@ def test_too_few_bars_is_a_specific_error(trained_model_store: TrainedStore, tmp
         serving.decide(*arrays)
 
 
+@pytest.mark.slow
 def test_missing_model_and_bad_uri_are_clear(trained_model_store: TrainedStore) -> None:
     with pytest.raises(ModelLoadError, match="cannot resolve models:/nope@champion"):
         load_serving_model("models:/nope@champion", trained_model_store.tracking_uri)

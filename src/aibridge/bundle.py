@@ -22,6 +22,7 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from aibridge.ingest.broker_clock import BrokerClock
 from aibridge.pyfunc_model import (
     ARTIFACT_BOOSTER,
     ARTIFACT_DECISION,
@@ -136,6 +137,16 @@ class ServingModel:
         self.min_bars: int = int(s["min_bars"])
         self.digits: int = int(s["digits"])
         self.point: float = float(s["point"])
+        # Training instrument and broker clock; None for bundles older than these keys.
+        self.tick_size: float | None = _optional(float, s.get("tick_size"))
+        self.contract_size: float | None = _optional(float, s.get("contract_size"))
+        self.broker_utc_offset_s: int | None = _optional(int, s.get("broker_utc_offset_s"))
+        self.broker_dst: str | None = s.get("broker_dst")
+        self._broker_clock = BrokerClock(
+            utc_offset_s=self.broker_utc_offset_s,
+            source=str(s.get("broker_clock", {}).get("source", "unknown")),
+            dst=self.broker_dst,
+        )
         self.min_confidence: float = float(s["min_confidence"])
         self.sl_atr_mult: float = float(s["sl_atr_mult"])
         self.tp_atr_mult: float = float(s["tp_atr_mult"])
@@ -153,6 +164,13 @@ class ServingModel:
                 **{**info.__dict__, "symbol": s["symbol"], "timeframe": s["timeframe"]}
             )
         self._warm_up()
+
+    def broker_utc_offset_at(self, at: float) -> int | None:
+        """The UTC offset (seconds) the training broker's clock had at Unix time ``at``:
+        ``broker_utc_offset_s``, plus an hour while its daylight-saving rule is in effect.
+        Compare this, not ``broker_utc_offset_s``, with the EA's ``TimeCurrent() - TimeGMT()``:
+        a GMT+2/+3 broker reports 10800 all summer."""
+        return self._broker_clock.offset_at(at)
 
     def _warm_up(self) -> None:
         """Compile (or load from numba's cache) the feature kernels now, at load time, so the
@@ -201,6 +219,10 @@ class ServingModel:
             tp_points=tp_pts,
             reason=reason,
         )
+
+
+def _optional(cast: Any, value: Any) -> Any:
+    return None if value is None else cast(value)
 
 
 def load_serving_model(

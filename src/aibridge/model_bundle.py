@@ -37,6 +37,15 @@ class BundleSettings:
     min_confidence: float
     tp_atr_mult: float
     sl_atr_mult: float
+    # The training instrument's contract (MT4 MODE_TICKSIZE, MODE_LOTSIZE) and the broker clock
+    # of the training data (server time - UTC in standard time, seconds; ``broker_dst``: "none",
+    # "us", "eu" or None = unknown; see ``aibridge.ingest.broker_clock``). None in bundles
+    # written before they were recorded.
+    tick_size: float | None = None
+    contract_size: float | None = None
+    broker_utc_offset_s: int | None = None
+    broker_dst: str | None = None
+    broker_clock: dict[str, Any] = field(default_factory=dict)
     classes: list[str] = field(default_factory=lambda: list(decision.CLASSES))
     feature_set_version: str = features.FEATURE_SET_VERSION
     data_hash: str = "unknown"

@@ -26,6 +26,8 @@ def register(cfg: DictConfig, paths: StagePaths) -> dict:
         "labels.tp_atr_mult": cfg.labels.tp_atr_mult,
         "labels.sl_atr_mult": cfg.labels.sl_atr_mult,
         "labels.horizon": cfg.labels.horizon,
+        "broker_utc_offset_s": run.get("broker_utc_offset_s"),
+        "broker_dst": run.get("broker_dst"),
     } | {f"test_{k}": round(v, 4) for k, v in metrics.items()}
     reg = register_version(
         run["model_uri"],

@@ -13,6 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from aibridge import features as feature_code
 from aibridge.config import flatten, to_container
 from aibridge.decision import CLASSES
+from aibridge.ingest.broker_clock import BrokerClock
+from aibridge.instruments import spec_from_mapping
 from aibridge.labels import NO_LABEL
 from aibridge.model_bundle import (
     BundleSettings,
@@ -21,7 +23,14 @@ from aibridge.model_bundle import (
     write_bundle,
 )
 from aibridge.plots import confusion_png, importance_png
-from aibridge.stages.common import StageError, StagePaths, console, run_stage, write_json
+from aibridge.stages.common import (
+    StageError,
+    StagePaths,
+    console,
+    read_json,
+    run_stage,
+    write_json,
+)
 from aibridge.stages.features import load_candles
 from aibridge.tracking import configure_mlflow, data_hash, ensure_experiment, git_commit
 from aibridge.training import classification_metrics, fit_booster, time_split
@@ -43,6 +52,20 @@ def _dataset(paths: StagePaths) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     names = [c for c in feats.columns if c != "time"]
     usable = feats[names].notna().all(axis=1).to_numpy() & (labels["label"].to_numpy() != NO_LABEL)
     return feats.loc[usable].reset_index(drop=True), labels["label"].to_numpy()[usable], names
+
+
+def _broker_clock(cfg: DictConfig, paths: StagePaths) -> BrokerClock:
+    """The clock ``ingest`` found (or was told) for the training export."""
+    key = f"{cfg.instrument.symbol}_{cfg.timeframe}"
+    if not paths.broker_clock.is_file():
+        raise StageError(f"{paths.broker_clock} is missing; run `dvc repro` from the start")
+    clocks = read_json(paths.broker_clock)
+    if key not in clocks:
+        raise StageError(
+            f"{paths.broker_clock} has no clock for {key} (it has {', '.join(clocks) or 'none'}); "
+            "run `dvc repro` from the start"
+        )
+    return BrokerClock.from_dict(clocks[key])
 
 
 def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
@@ -91,6 +114,11 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
     }
 
     feature_params = to_container(cfg.features)
+    try:
+        spec = spec_from_mapping(to_container(cfg.instrument))
+    except ValueError as exc:
+        raise StageError(f"instrument: {exc}") from None
+    clock = _broker_clock(cfg, paths)
     settings = BundleSettings(
         symbol=str(cfg.instrument.symbol),
         timeframe=str(cfg.timeframe),
@@ -102,6 +130,11 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
         min_confidence=float(cfg.risk.min_confidence),
         tp_atr_mult=float(cfg.labels.tp_atr_mult),
         sl_atr_mult=float(cfg.labels.sl_atr_mult),
+        tick_size=spec.tick,
+        contract_size=spec.contract_size,
+        broker_utc_offset_s=clock.utc_offset_s,
+        broker_dst=clock.dst,
+        broker_clock=clock.to_dict(),
         data_hash=data_hash(),
         git_commit=git_commit(),
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -132,6 +165,7 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
         experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME")
     ) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in flatten(to_container(cfg)).items()})
+        mlflow.log_param("broker_utc_offset_s", str(clock.utc_offset_s))
         mlflow.set_tags(
             {
                 "git_commit": settings.git_commit,
@@ -140,6 +174,9 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
                 "timeframe": settings.timeframe,
                 "feature_set_version": settings.feature_set_version,
                 "dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
+                "broker_clock.source": clock.source,
+                "broker_clock.dst": str(clock.dst),
+                "broker_clock.evidence": clock.evidence[:5000],
             }
         )
         mlflow.log_metric("best_iteration", best)
@@ -168,6 +205,8 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
         "git_commit": settings.git_commit,
         "trained_at": settings.trained_at,
         "best_iteration": best,
+        "broker_utc_offset_s": clock.utc_offset_s,
+        "broker_dst": clock.dst,
     }
     write_json(paths.train_run, record)
     write_json(
@@ -177,7 +216,7 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
     console.print(
         f"train: run {run_id}, best iteration {best}, validation log loss "
         f"{metrics['validation']['log_loss']:.4f}, test balanced accuracy "
-        f"{metrics['test']['balanced_accuracy']:.3f}"
+        f"{metrics['test']['balanced_accuracy']:.3f}; broker clock {clock.evidence}"
     )
     return record
 
