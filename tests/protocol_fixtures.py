@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,11 @@ from typing import Any
 
 FIXTURE_DIR = Path(__file__).parent / "fixtures" / "protocol"
 SAMPLE_CSV = Path(__file__).parents[1] / "src" / "aibridge" / "data" / "EURUSD60.csv"
+#: The example EA: its account, magic, broker clock (UTC+2, the sample's) and one position.
+ACCOUNT = 12345
+MAGIC = 20261125
+UTC_OFFSET_S = 7200
+TICKET = 123456
 
 
 def load_fixtures() -> dict[str, dict[str, Any]]:
@@ -86,6 +92,20 @@ def build_fixtures(min_bars: int) -> dict[str, dict[str, Any]]:
         "symbol": "EURUSD",
         "timeframe": "H1",
         "client": "AIBridge_EA 1.0 acct=12345 magic=20261125",
+        "account": ACCOUNT,
+        "magic": MAGIC,
+        "utc_offset_s": UTC_OFFSET_S,
+        "positions": [
+            {
+                "ticket": TICKET,
+                "side": "BUY",
+                "lots": 0.12,
+                "open_price": 1.07245,
+                "sl": 1.06912,
+                "tp": 1.07718,
+                "open_time": last[0] + 3600,
+            }
+        ],
     }
     predict_req = {
         "protocol_version": 1,
@@ -94,11 +114,14 @@ def build_fixtures(min_bars: int) -> dict[str, dict[str, Any]]:
         "symbol": "EURUSD",
         "timeframe": "H1",
         "spread_points": 12,
+        "utc_offset_s": UTC_OFFSET_S,
         "candles": candles,
     }
     fx: dict[str, dict[str, Any]] = {}
     fx["heartbeat"] = {
-        "description": "EA heartbeat for its chart's symbol/timeframe (on init and on a timer).",
+        "description": "EA heartbeat for its chart's symbol/timeframe (on init and on a timer), "
+        "with its account, magic, broker UTC offset (TimeCurrent()-TimeGMT()) and open "
+        "positions, which the server reconciles with its ledger.",
         "request": heartbeat_req,
         "reply": {
             "protocol_version": 1,
@@ -124,7 +147,18 @@ def build_fixtures(min_bars: int) -> dict[str, dict[str, Any]]:
                 "trading_start_hour": 0,
                 "trading_end_hour": 24,
                 "min_lot_policy": "skip",
+                "close_on_opposite": True,
+                "max_hold_bars": 24,
             },
+            "instrument": {
+                "digits": 5,
+                "point": 0.00001,
+                "tick_size": 0.00001,
+                "contract_size": 100000.0,
+            },
+            "utc_offset_s": UTC_OFFSET_S,
+            "clock_check": "ok",
+            "reconcile": {"orphans": 0, "unprotected": 0, "missing_closes": 0},
             "model_status": "ok",
             "model_error": None,
             "models": [
@@ -182,25 +216,28 @@ def build_fixtures(min_bars: int) -> dict[str, dict[str, Any]]:
         "request": {
             "protocol_version": 1,
             "type": "trade_event",
-            "request_id": "te-1",
+            "request_id": f"te-{ACCOUNT}-{TICKET}-filled-1",
             "event": "filled",
             "symbol": "EURUSD",
             "timeframe": "H1",
-            "ticket": 123456,
+            "ticket": TICKET,
             "side": "BUY",
             "price": 1.07245,
             "lots": 0.12,
             "sl": 1.06912,
             "tp": 1.07718,
             "error_code": 0,
-            "magic": 20261125,
+            "magic": MAGIC,
             "time": last[0] + 3600,
             "model_version": "3",
             "comment": "aibridge v3",
+            "account": ACCOUNT,
+            "reason": "signal",
+            "seq": 1,
         },
         "reply": {
             "protocol_version": 1,
-            "request_id": "te-1",
+            "request_id": f"te-{ACCOUNT}-{TICKET}-filled-1",
             "status": "ok",
             "type": "trade_event",
             "event": "filled",
@@ -214,24 +251,61 @@ def build_fixtures(min_bars: int) -> dict[str, dict[str, Any]]:
         "request": {
             "protocol_version": 1,
             "type": "trade_event",
-            "request_id": "te-2",
+            "request_id": f"te-{ACCOUNT}-{MAGIC}-{last[0] + 3600}-rejected-1",
             "event": "rejected",
             "symbol": "EURUSD",
             "side": "SELL",
             "price": 1.07240,
             "lots": 0.12,
             "error_code": 134,
-            "magic": 20261125,
+            "magic": MAGIC,
             "time": last[0] + 3600,
             "model_version": "3",
+            "account": ACCOUNT,
+            "reason": "signal",
+            "seq": 1,
         },
         "reply": {
             "protocol_version": 1,
-            "request_id": "te-2",
+            "request_id": f"te-{ACCOUNT}-{MAGIC}-{last[0] + 3600}-rejected-1",
             "status": "ok",
             "type": "trade_event",
             "event": "rejected",
             "event_id": 2,
+        },
+        "compare": ["protocol_version", "request_id", "status", "type", "event"],
+    }
+    fx["trade_event_closed"] = {
+        "description": "EA closed a position by the exit policy (reason signal | time; also "
+        "sl | tp | unprotected | external); remainder_ticket only after a partial close.",
+        "request": {
+            "protocol_version": 1,
+            "type": "trade_event",
+            "request_id": f"te-{ACCOUNT}-{TICKET}-closed-1",
+            "event": "closed",
+            "symbol": "EURUSD",
+            "timeframe": "H1",
+            "ticket": TICKET,
+            "side": "BUY",
+            "price": 1.07391,
+            "lots": 0.12,
+            "profit": 17.52,
+            "error_code": 0,
+            "magic": MAGIC,
+            "time": last[0] + 5 * 3600,
+            "model_version": "3",
+            "comment": "aibridge v3",
+            "account": ACCOUNT,
+            "reason": "signal",
+            "seq": 1,
+        },
+        "reply": {
+            "protocol_version": 1,
+            "request_id": f"te-{ACCOUNT}-{TICKET}-closed-1",
+            "status": "ok",
+            "type": "trade_event",
+            "event": "closed",
+            "event_id": 3,
         },
         "compare": ["protocol_version", "request_id", "status", "type", "event"],
     }
@@ -297,6 +371,50 @@ def build_fixtures(min_bars: int) -> dict[str, dict[str, Any]]:
             "message",
             "details",
         ],
+    }
+    absurd = [list(c) for c in candles]
+    absurd[-3][2] = 1e308  # a corrupt high: every rule above passes, the model would decide
+    median = statistics.median(c[4] for c in candles)
+    absurd_reason = (
+        f"high 1e+308 is outside {median / 100:.6g} .. {median * 100:.6g} "
+        f"(the median close {median:.6g} divided and multiplied by 100)"
+    )
+    fx["error_bad_candles_absurd"] = {
+        "description": "A price far outside the window's range (here a high of 1e308): every "
+        "open/high/low/close must lie within a factor of 100 of the median close sent.",
+        "request": {**predict_req, "request_id": "p-absurd", "candles": absurd},
+        "reply": _error(
+            "predict",
+            "p-absurd",
+            "bad_candles",
+            f"candle {len(absurd) - 3}: {absurd_reason}",
+            {"index": len(absurd) - 3, "reason": absurd_reason},
+        ),
+        "compare": [
+            "protocol_version",
+            "request_id",
+            "status",
+            "type",
+            "code",
+            "message",
+            "details",
+        ],
+    }
+    fx["error_clock_mismatch"] = {
+        "description": "The broker's UTC offset (utc_offset_s) differs from the model's training "
+        "data and the server runs with serve.clock_mismatch: refuse (default warn: "
+        "it logs, counts and answers).",
+        "request": {**predict_req, "request_id": "p-clock", "utc_offset_s": UTC_OFFSET_S + 3600},
+        "reply": _error(
+            "predict",
+            "p-clock",
+            "clock_mismatch",
+            f"broker UTC offset {UTC_OFFSET_S + 3600} s differs from the {UTC_OFFSET_S} s of "
+            "model aibridge-EURUSD-H1 v3's training data: hour and weekday features would be "
+            "shifted (serve.clock_mismatch: refuse)",
+            {"utc_offset_s": UTC_OFFSET_S + 3600, "model_utc_offset_s": UTC_OFFSET_S},
+        ),
+        "compare": ["protocol_version", "request_id", "status", "type", "code", "details"],
     }
     fx["error_unknown_model"] = {
         "description": "A symbol/timeframe this server does not serve.",

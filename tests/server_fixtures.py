@@ -28,6 +28,8 @@ RISK = {
     "trading_start_hour": 0,
     "trading_end_hour": 24,
     "min_lot_policy": "skip",
+    "close_on_opposite": True,
+    "max_hold_bars": 24,
 }
 
 

@@ -64,6 +64,7 @@ class ErrorCode(StrEnum):
     BAD_CANDLES = "bad_candles"
     UNKNOWN_MODEL = "unknown_model"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    CLOCK_MISMATCH = "clock_mismatch"
     INTERNAL = "internal"
 
 
@@ -92,6 +93,19 @@ Timeframe = Literal["M1", "M5", "M15", "M30", "H1", "H4", "D1", "W1", "MN1"]
 RequestId = Annotated[str, StringConstraints(max_length=64)]
 Candle = Annotated[list[float], Field(min_length=6, max_length=6)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+#: ``TimeCurrent() - TimeGMT()`` in seconds. Wide bounds on purpose: at the weekend MT4's
+#: ``TimeCurrent()`` is Friday's last quote, so the EA's value can be days off; the server
+#: treats anything beyond ±14 h as unknown (see :func:`clock_check`) instead of rejecting it.
+UtcOffset = Annotated[int, Field(ge=-(10**7), le=10**7)]
+#: Most open positions one heartbeat may carry (the EA's positions for its magic and symbol).
+MAX_POSITIONS = 200
+#: Absurd-price bound: every open/high/low/close of a predict request must lie within this
+#: factor of the median close of the candles sent (see docs/protocol.md, ``bad_candles``).
+PRICE_RANGE_FACTOR = 100.0
+#: Largest believable broker UTC offset (UTC+14, Kiribati); offsets are compared rounded to
+#: :data:`UTC_OFFSET_STEP_S` because ``TimeCurrent()`` lags the broker clock by up to one quote.
+MAX_UTC_OFFSET_S = 14 * 3600
+UTC_OFFSET_STEP_S = 900
 
 
 # --------------------------------------------------------------------------- requests
@@ -106,13 +120,34 @@ class _Request(BaseModel):
     request_id: RequestId | None = None
 
 
+class Position(BaseModel):
+    """One open position of the EA (its magic, its symbol), as MT4's order pool shows it."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    ticket: int
+    side: Literal["BUY", "SELL"]
+    lots: Annotated[FiniteFloat, Field(gt=0)]
+    open_price: Annotated[FiniteFloat, Field(gt=0)]
+    sl: FiniteFloat | None = Field(default=None, description="null or 0 = no stop loss")
+    tp: FiniteFloat | None = Field(default=None, description="null or 0 = no take profit")
+    open_time: int = Field(description="OrderOpenTime(), broker seconds")
+
+
 class HeartbeatRequest(_Request):
-    """Liveness + configuration pull; the EA sends it on init and on a timer."""
+    """Liveness + configuration pull; the EA sends it on init and on a timer.
+
+    With ``positions`` it is also the EA's side of the ledger reconciliation.
+    """
 
     type: Literal["heartbeat"]
     symbol: Symbol | None = None
     timeframe: Timeframe | None = None
     client: Annotated[str, StringConstraints(max_length=128)] | None = None
+    account: int | None = None
+    magic: int | None = None
+    utc_offset_s: UtcOffset | None = None
+    positions: Annotated[list[Position], Field(max_length=MAX_POSITIONS)] | None = None
 
 
 class PredictRequest(_Request):
@@ -123,6 +158,7 @@ class PredictRequest(_Request):
     timeframe: Timeframe
     candles: Annotated[list[Candle], Field(min_length=1, max_length=MAX_CANDLES)]
     spread_points: Annotated[FiniteFloat, Field(ge=0)] | None = None
+    utc_offset_s: UtcOffset | None = None
 
     _array: np.ndarray = PrivateAttr()
 
@@ -159,6 +195,15 @@ class TradeEventRequest(_Request):
     time: int | None = None
     model_version: Annotated[str, StringConstraints(max_length=32)] | None = None
     comment: Annotated[str, StringConstraints(max_length=256)] | None = None
+    account: int | None = None
+    reason: Annotated[str, StringConstraints(max_length=32)] | None = Field(
+        default=None,
+        description="closed: signal | time | sl | tp | unprotected | external; else free text",
+    )
+    seq: Annotated[int, Field(ge=0)] | None = None
+    remainder_ticket: int | None = Field(
+        default=None, description="partial close: the ticket MT4 gave the remaining lots"
+    )
 
 
 Request = Annotated[
@@ -189,9 +234,26 @@ def validate_candles(rows: list[list[float]]) -> np.ndarray:
         and bool((lo <= np.minimum(o, c)).all())
         and bool((v >= 0).all())
     )
+    if ok:
+        lo_ok, hi_ok = price_bounds(c)
+        ok = bool(lo.min() >= lo_ok) and bool(h.max() <= hi_ok)
     if not ok:
         _explain_bad_candles(arr)
     return arr
+
+
+def price_bounds(close: np.ndarray) -> tuple[float, float]:
+    """The believable price range of a request: a factor of 100 around its median close.
+
+    The median ignores a few corrupt values, and a factor of 100 keeps every real chart
+    (a 10 % weekend gap, a currency peg breaking, a decade of a trending index) while a high
+    of 1e308 or a price 1000x the others is refused.
+
+    >>> price_bounds(np.array([2.0, 1.0, 3.0]))
+    (0.02, 200.0)
+    """
+    ref = float(np.median(close))
+    return ref / PRICE_RANGE_FACTOR, ref * PRICE_RANGE_FACTOR
 
 
 def _explain_bad_candles(arr: np.ndarray) -> None:
@@ -214,6 +276,16 @@ def _explain_bad_candles(arr: np.ndarray) -> None:
     for bad, reason in checks:
         if bad.any():
             _bad_candle(int(np.argmax(bad)), reason)
+    lo_ok, hi_ok = price_bounds(c)
+    outside = (lo < lo_ok) | (h > hi_ok)
+    if outside.any():
+        i = int(np.argmax(outside))
+        name, value = ("low", lo[i]) if lo[i] < lo_ok else ("high", h[i])
+        _bad_candle(
+            i,
+            f"{name} {value:.6g} is outside {lo_ok:.6g} .. {hi_ok:.6g} (the median close "
+            f"{float(np.median(c)):.6g} divided and multiplied by {PRICE_RANGE_FACTOR:g})",
+        )
     _bad_candle(0, "invalid candle")  # unreachable unless the fast pass and rules disagree
 
 
@@ -317,6 +389,31 @@ class RiskBlock(BaseModel):
     trading_start_hour: int = Field(default=0, description="server time, inclusive")
     trading_end_hour: int = Field(default=24, description="server time, exclusive; wraps")
     min_lot_policy: Literal["skip", "use_min"] = "skip"
+    close_on_opposite: bool = Field(
+        default=True, description="an opposite signal closes the position at the next open"
+    )
+    max_hold_bars: int = Field(
+        default=24, description="close at the open this many bars after entry; 0 = never"
+    )
+
+
+class InstrumentBlock(BaseModel):
+    """The served model's training instrument; the EA refuses to trade when its broker differs."""
+
+    digits: int
+    point: float
+    tick_size: float | None = Field(description="null when the model does not record it")
+    contract_size: float | None = Field(description="null when the model does not record it")
+
+
+class ReconcileBlock(BaseModel):
+    """Ledger reconciliation of the heartbeat's ``positions`` (details in the journal)."""
+
+    orphans: int = Field(description="EA positions without a filled event on the server")
+    unprotected: int = Field(description="EA positions without a stop loss")
+    missing_closes: int = Field(
+        description="ledger-open tickets absent from two consecutive heartbeats"
+    )
 
 
 class ServedModel(BaseModel):
@@ -349,6 +446,14 @@ class HeartbeatReply(_Reply):
     sl_atr_mult: float | None = None
     tp_atr_mult: float | None = None
     risk: RiskBlock | None = None
+    instrument: InstrumentBlock | None = None
+    utc_offset_s: int | None = Field(
+        default=None, description="broker UTC offset of the model's training data; null = unknown"
+    )
+    clock_check: Literal["ok", "mismatch", "unknown"] = "unknown"
+    reconcile: ReconcileBlock | None = Field(
+        default=None, description="null unless the request carried positions"
+    )
     model_status: Literal["ok", "reload_failed"] = "ok"
     model_error: str | None = Field(
         default=None, description="last failed reload; the old version keeps serving"
@@ -405,6 +510,28 @@ class ErrorReply(_Reply):
             message=err.message,
             details=err.details,
         )
+
+
+def clock_check(ea_offset_s: int | None, model_offset_s: int | None) -> str:
+    """Compare the EA's broker UTC offset with the model's: ``ok``, ``mismatch`` or ``unknown``.
+
+    The EA sends ``TimeCurrent() - TimeGMT()``; ``TimeCurrent()`` is the last quote's time, so
+    the value lags by seconds to minutes and is compared rounded to 15 minutes (every real
+    time zone is a multiple of that). Beyond ±14 h it is a stale quote (the weekend), not a
+    clock: ``unknown``, as is a model that does not record its offset.
+
+    >>> clock_check(7205, 7200), clock_check(10800, 7200), clock_check(7200, None)
+    ('ok', 'mismatch', 'unknown')
+    >>> clock_check(7200 + 2 * 86400, 7200)  # Saturday: TimeCurrent() is Friday's close
+    'unknown'
+    """
+    if ea_offset_s is None or model_offset_s is None:
+        return "unknown"
+    step = UTC_OFFSET_STEP_S
+    ea = round(ea_offset_s / step) * step
+    if abs(ea) > MAX_UTC_OFFSET_S:
+        return "unknown"
+    return "ok" if ea == round(model_offset_s / step) * step else "mismatch"
 
 
 REPLY_MODELS: dict[str, type[_Reply]] = {

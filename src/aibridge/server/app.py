@@ -60,7 +60,12 @@ class SignalServer:
         self.models.journal = self.models.journal or self.journal
         self.models.metrics = self.models.metrics or self.metrics
         self.handler = RequestHandler(
-            models, risk, self.journal, self.metrics, settings.max_message_bytes
+            models,
+            risk,
+            self.journal,
+            self.metrics,
+            settings.max_message_bytes,
+            clock_mismatch=settings.clock_mismatch,
         )
         self._stop = threading.Event()
         self.ready = threading.Event()
@@ -123,7 +128,7 @@ class SignalServer:
         from aibridge.server.status import status_document
 
         path = self.journal.path if self.journal is not None else None
-        return status_document(self.health, path)
+        return status_document(self.health, path, ledger=self.handler.ledger.snapshot())
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy = request loop alive recently and every slot has a model."""
@@ -221,6 +226,7 @@ class SignalServer:
             self.sock.close(linger=1000 if self.port is not None else 0)
             self.sock = None
         self.ctx.term()
+        self.handler.ledger.close()
         self.journal.close()
         if self.http is not None:
             self.http.stop()

@@ -66,6 +66,13 @@ def serve(
     max_message_bytes: Annotated[
         int | None, typer.Option(help="Largest request answered normally.")
     ] = None,
+    clock_mismatch: Annotated[
+        str | None,
+        typer.Option(
+            help="EA broker clock differs from the model's: warn (log + metric) or refuse "
+            "(predict answers clock_mismatch). Default from conf/serve: warn."
+        ),
+    ] = None,
 ) -> None:
     """Serve registered model versions to MT4 EAs over ZeroMQ until SIGINT/SIGTERM."""
     from aibridge.server.run import ServeError, run_server
@@ -82,6 +89,7 @@ def serve(
         "curve_secret_key": curve_secret_key,
         "max_message_bytes": max_message_bytes,
         "model_cache_dir": model_cache_dir,
+        "clock_mismatch": clock_mismatch,
     }
     try:
         run_server(overrides, no_metrics=no_metrics)
@@ -281,7 +289,9 @@ def _fmt_ts(ts: float) -> str:
 @journal_app.command("tail")
 def journal_tail(
     n: Annotated[int, typer.Option("-n", help="How many rows.")] = 20,
-    table: Annotated[str, typer.Option(help="requests | trade_events | model_events")] = "requests",
+    table: Annotated[
+        str, typer.Option(help="requests | trade_events | model_events | reconcile")
+    ] = "requests",
     path: Annotated[
         Path | None, typer.Option(help="Journal file (default from conf/serve).")
     ] = None,
@@ -301,10 +311,12 @@ def journal_tail(
     cols = {
         "requests": ["id", "ts", "type", "request_id", "status", "code", "action",
                      "model_version", "latency_us"],
-        "trade_events": ["id", "ts", "event", "symbol", "ticket", "side", "price", "lots",
-                         "profit", "error_code", "model_version"],
+        "trade_events": ["id", "ts", "event", "symbol", "account", "ticket", "side", "price",
+                         "lots", "profit", "reason", "error_code", "model_version"],
         "model_events": ["id", "ts", "symbol", "timeframe", "event", "from_version",
                          "to_version", "detail"],
+        "reconcile": ["id", "ts", "account", "magic", "symbol", "positions", "ledger_open",
+                      "orphans", "unprotected", "missing_closes", "detail"],
     }[table]  # fmt: skip
     t = Table(title=f"{table} (last {len(rows)})")
     for c in cols:
@@ -319,7 +331,9 @@ def journal_tail(
 @journal_app.command("export")
 def journal_export(
     since: Annotated[str, typer.Option(help="ISO date/time (UTC) or a duration like 1h, 2d.")],
-    table: Annotated[str, typer.Option(help="requests | trade_events | model_events")] = "requests",
+    table: Annotated[
+        str, typer.Option(help="requests | trade_events | model_events | reconcile")
+    ] = "requests",
     fmt: Annotated[str, typer.Option("--format", help="jsonl | csv")] = "jsonl",
     output: Annotated[
         Path | None, typer.Option("--out", "-o", help="File to write (default stdout).")

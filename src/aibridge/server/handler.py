@@ -24,9 +24,11 @@ from aibridge.protocol import (
     PredictRequest,
     ProtocolError,
     TradeEventRequest,
+    clock_check,
     parse_request,
 )
 from aibridge.server.journal import Journal, RequestRecord
+from aibridge.server.ledger import Ledger
 from aibridge.server.metrics import ServerMetrics
 from aibridge.server.models import ModelSet
 
@@ -51,12 +53,17 @@ class RequestHandler:
         journal: Journal,
         metrics: ServerMetrics,
         max_message_bytes: int,
+        clock_mismatch: str = "warn",
+        ledger: Ledger | None = None,
     ) -> None:
         self.models = models
         self.risk = risk
         self.journal = journal
         self.metrics = metrics
         self.max_message_bytes = max_message_bytes
+        self.clock_mismatch = clock_mismatch  # "warn" | "refuse" (serve.clock_mismatch)
+        self.ledger = ledger or Ledger(journal, metrics)
+        self._clock_warned: set[tuple[str, str, int | None, int | None]] = set()
         self.started = time.monotonic()
         self.fault: Exception | None = None  # tests inject failures to exercise `internal`
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
@@ -122,6 +129,18 @@ class RequestHandler:
             raise self._unknown(req.symbol, req.timeframe, "predict", req.request_id)
         served = slot.current  # one read: the swap can't split this request across versions
         model, info = served.model, served.info
+        clock = self._check_clock("predict", info, model, req.utc_offset_s)
+        if clock == "mismatch" and self.clock_mismatch == "refuse":
+            model_offset = _model_utc_offset(model)
+            raise ProtocolError(
+                ErrorCode.CLOCK_MISMATCH,
+                f"broker UTC offset {req.utc_offset_s} s differs from the {model_offset} s of "
+                f"model {info.name} v{info.version}'s training data: hour and weekday features "
+                "would be shifted (serve.clock_mismatch: refuse)",
+                details={"utc_offset_s": req.utc_offset_s, "model_utc_offset_s": model_offset},
+                request_type="predict",
+                request_id=req.request_id,
+            )
         arr = req.array
         need = int(model.min_bars)
         if len(arr) < need:
@@ -182,6 +201,9 @@ class RequestHandler:
             "spread_points": req.spread_points,
             "confidence": round(float(d.confidence), 4),
         }
+        if clock == "mismatch":
+            summary["clock_check"] = clock
+            summary["utc_offset_s"] = req.utc_offset_s
         rec = _record("predict", req.request_id, info.symbol, info.timeframe, "ok")
         rec.action = d.action
         rec.model_version = str(info.version)
@@ -220,15 +242,30 @@ class RequestHandler:
             "sl_atr_mult": None,
             "tp_atr_mult": None,
             "risk": None,
+            "instrument": None,
+            "utc_offset_s": None,
+            "clock_check": "unknown",
+            "reconcile": None,
             "model_status": "ok",
             "model_error": None,
             "models": self.models.describe(),
         }
         version = None
+        if req.positions is not None:
+            if req.symbol is None:
+                raise ProtocolError(
+                    ErrorCode.SCHEMA,
+                    "positions need the heartbeat's symbol and timeframe (the ledger key)",
+                    request_type="heartbeat",
+                    request_id=req.request_id,
+                )
+            result = self.ledger.reconcile(req.account, req.magic, req.symbol, req.positions)
+            reply["reconcile"] = result.counts()
         if slot is not None:
             served = slot.current
             model, info = served.model, served.info
             version = str(info.version)
+            model_offset = _model_utc_offset(model)
             reply.update(
                 model={
                     "name": info.name,
@@ -246,13 +283,52 @@ class RequestHandler:
                 sl_atr_mult=float(model.sl_atr_mult),
                 tp_atr_mult=float(model.tp_atr_mult),
                 risk={**self.risk, "min_confidence": float(model.min_confidence)},
+                instrument={
+                    "digits": int(model.digits),
+                    "point": float(model.point),
+                    "tick_size": _num(getattr(model, "tick_size", None)),
+                    "contract_size": _num(getattr(model, "contract_size", None)),
+                },
+                utc_offset_s=model_offset,
+                clock_check=self._check_clock("heartbeat", info, model, req.utc_offset_s),
                 model_status="reload_failed" if slot.error else "ok",
                 model_error=slot.error,
             )
         rec = _record("heartbeat", req.request_id, req.symbol, req.timeframe, "ok")
         rec.model_version = version
-        rec.summary = {"client": req.client} if req.client else None
+        summary = {
+            "client": req.client,
+            "account": req.account,
+            "magic": req.magic,
+            "utc_offset_s": req.utc_offset_s,
+            "clock_check": reply["clock_check"] if req.utc_offset_s is not None else None,
+            "positions": None if req.positions is None else len(req.positions),
+            "reconcile": reply["reconcile"],
+        }
+        rec.summary = {k: v for k, v in summary.items() if v is not None} or None
         return reply, rec
+
+    def _check_clock(self, rtype: str, info: Any, model: Any, ea_offset: int | None) -> str:
+        """``ok`` / ``mismatch`` / ``unknown``; a mismatch counts and is logged once per pair."""
+        model_offset = _model_utc_offset(model)
+        result = clock_check(ea_offset, model_offset)
+        if result == "mismatch":
+            self.metrics.clock_mismatches.labels(rtype, info.symbol, info.timeframe).inc()
+            seen = (info.symbol, info.timeframe, ea_offset, model_offset)
+            if seen not in self._clock_warned:
+                self._clock_warned.add(seen)
+                log.warning(
+                    f"{info.symbol} {info.timeframe}: the EA's broker is at UTC{ea_offset:+d} s, "
+                    f"model {info.name} v{info.version} was trained on UTC{model_offset:+d} s "
+                    f"data; hour/weekday features are shifted "
+                    f"({'refusing decisions' if self.clock_mismatch == 'refuse' else 'answering'})",
+                    extra={
+                        "symbol": info.symbol,
+                        "utc_offset_s": ea_offset,
+                        "model_utc_offset_s": model_offset,
+                    },
+                )
+        return result
 
     def _trade_event(self, req: TradeEventRequest) -> tuple[dict[str, Any], RequestRecord]:
         values = req.model_dump(exclude={"type", "protocol_version"})
@@ -269,6 +345,8 @@ class RequestHandler:
         rec = _record("trade_event", req.request_id, req.symbol, req.timeframe, "ok")
         rec.model_version = req.model_version
         rec.summary = {"event": req.event, "ticket": req.ticket, "event_id": event_id}
+        if req.reason is not None:
+            rec.summary["reason"] = req.reason
         return reply, rec
 
     # ------------------------------------------------------------------ errors
@@ -287,6 +365,17 @@ class RequestHandler:
         rec.code = err.code.value
         rec.summary = {"size": len(raw), "head": raw[:160].decode("utf-8", "replace")}
         return _error_dict(err), rec
+
+
+def _model_utc_offset(model: Any, at: float | None = None) -> int | None:
+    """The UTC offset the model's training broker has at ``at`` (default now; its DST rule
+    applied when the model records one), ``None`` when the model does not record it."""
+    offset_at = getattr(model, "broker_utc_offset_at", None)
+    if callable(offset_at):
+        value = offset_at(time.time() if at is None else at)
+    else:
+        value = getattr(model, "broker_utc_offset_s", None)
+    return None if value is None else int(value)
 
 
 def _error_dict(err: ProtocolError) -> dict[str, Any]:

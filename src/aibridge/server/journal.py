@@ -23,8 +23,14 @@ import orjson
 
 log = logging.getLogger("aibridge.server.journal")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS requests (
+#: Bumped whenever :data:`DDL` changes; ``PRAGMA user_version`` of a journal says which
+#: schema wrote it (0 = before versioning: the first two releases).
+SCHEMA_VERSION = 2
+
+#: Current tables. ``CREATE ... IF NOT EXISTS`` leaves an older journal's tables as they are;
+#: :func:`_upgrade` then adds what they lack, so an old file opens without losing a row.
+DDL = (
+    """CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY,
     ts REAL NOT NULL,
     type TEXT,
@@ -38,9 +44,8 @@ CREATE TABLE IF NOT EXISTS requests (
     latency_us INTEGER,
     summary TEXT,
     reply TEXT
-);
-CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts);
-CREATE TABLE IF NOT EXISTS trade_events (
+)""",
+    """CREATE TABLE IF NOT EXISTS trade_events (
     id INTEGER PRIMARY KEY,
     ts REAL NOT NULL,
     request_id TEXT,
@@ -58,13 +63,13 @@ CREATE TABLE IF NOT EXISTS trade_events (
     magic INTEGER,
     time INTEGER,
     model_version TEXT,
-    comment TEXT
-);
-CREATE INDEX IF NOT EXISTS trade_events_ts ON trade_events(ts);
--- The EA re-sends a trade event whose ack it never saw, with the same request_id: store it once.
-CREATE UNIQUE INDEX IF NOT EXISTS trade_events_request_id ON trade_events(request_id)
-    WHERE request_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS model_events (
+    comment TEXT,
+    account INTEGER,
+    reason TEXT,
+    seq INTEGER,
+    remainder_ticket INTEGER
+)""",
+    """CREATE TABLE IF NOT EXISTS model_events (
     id INTEGER PRIMARY KEY,
     ts REAL NOT NULL,
     symbol TEXT,
@@ -73,10 +78,41 @@ CREATE TABLE IF NOT EXISTS model_events (
     from_version TEXT,
     to_version TEXT,
     detail TEXT
-);
-"""
+)""",
+    # One row per change of an EA's reconciliation result (not per heartbeat).
+    """CREATE TABLE IF NOT EXISTS reconcile (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    account INTEGER,
+    magic INTEGER,
+    symbol TEXT,
+    positions INTEGER,
+    ledger_open INTEGER,
+    orphans INTEGER,
+    unprotected INTEGER,
+    missing_closes INTEGER,
+    detail TEXT
+)""",
+)
+#: Columns added to ``trade_events`` after the first release (schema 0/1 journals lack them).
+ADDED_TRADE_COLUMNS = (
+    ("account", "INTEGER"),
+    ("reason", "TEXT"),
+    ("seq", "INTEGER"),
+    ("remainder_ticket", "INTEGER"),
+)
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts)",
+    "CREATE INDEX IF NOT EXISTS trade_events_ts ON trade_events(ts)",
+    # The EA re-sends a trade event whose ack it never saw, with the same request_id: store it
+    # once. Built after _upgrade renamed duplicates that an older journal may hold.
+    "CREATE UNIQUE INDEX IF NOT EXISTS trade_events_request_id ON trade_events(request_id)"
+    " WHERE request_id IS NOT NULL",
+    # The ledger: open positions per (symbol, magic, account).
+    "CREATE INDEX IF NOT EXISTS trade_events_ledger ON trade_events(symbol, magic, ticket)",
+)
 
-TABLES = ("requests", "trade_events", "model_events")
+TABLES = ("requests", "trade_events", "model_events", "reconcile")
 TRADE_COLUMNS = (
     "ts",
     "request_id",
@@ -95,6 +131,22 @@ TRADE_COLUMNS = (
     "time",
     "model_version",
     "comment",
+    "account",
+    "reason",
+    "seq",
+    "remainder_ticket",
+)
+RECONCILE_COLUMNS = (
+    "ts",
+    "account",
+    "magic",
+    "symbol",
+    "positions",
+    "ledger_open",
+    "orphans",
+    "unprotected",
+    "missing_closes",
+    "detail",
 )
 _REQUEST_SQL = (
     "INSERT INTO requests (ts, type, request_id, symbol, timeframe, status, code, action,"
@@ -108,17 +160,87 @@ _MODEL_SQL = (
     "INSERT INTO model_events (ts, symbol, timeframe, event, from_version, to_version, detail)"
     " VALUES (?,?,?,?,?,?,?)"
 )
+_RECONCILE_SQL = (
+    f"INSERT INTO reconcile ({', '.join(RECONCILE_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(RECONCILE_COLUMNS))})"
+)
 
 
 def connect(path: Path) -> sqlite3.Connection:
     """Open the journal; WAL + NORMAL sync survives process kills without an fsync per row."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(SCHEMA)
+    migrate(conn, path)
+    conn.isolation_level = ""  # the writer's batches use implicit transactions again
     conn.row_factory = sqlite3.Row
     return conn
+
+
+def migrate(conn: sqlite3.Connection, path: Path | str = "journal") -> None:
+    """Create the tables, or upgrade an older journal in place, in one transaction.
+
+    Nothing is dropped: missing columns are added (NULL in old rows), and trade events that
+    share a request_id (stored before the unique index existed) are kept under a renamed id
+    ``<request_id>#dup<row id>`` so the index can be built; each rename is logged.
+    """
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in DDL:
+            conn.execute(statement)
+        if version < SCHEMA_VERSION:
+            _upgrade(conn, version, str(path))
+        for statement in INDEXES:
+            conn.execute(statement)
+        if version < SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _upgrade(conn: sqlite3.Connection, version: int, path: str) -> None:
+    have = {row[1] for row in conn.execute("PRAGMA table_info(trade_events)")}
+    added = [name for name, _ in ADDED_TRADE_COLUMNS if name not in have]
+    for name, sql_type in ADDED_TRADE_COLUMNS:
+        if name in added:
+            conn.execute(f"ALTER TABLE trade_events ADD COLUMN {name} {sql_type}")
+    dups = conn.execute(
+        "SELECT id, request_id FROM trade_events AS t WHERE request_id IS NOT NULL"
+        " AND id > (SELECT MIN(id) FROM trade_events AS u WHERE u.request_id = t.request_id)"
+        " ORDER BY id"
+    ).fetchall()
+    renamed = [(f"{rid}#dup{rowid}", rowid) for rowid, rid in dups]
+    conn.executemany("UPDATE trade_events SET request_id = ? WHERE id = ?", renamed)
+    if added or renamed:
+        log.warning(
+            f"journal {path}: upgraded schema {version} -> {SCHEMA_VERSION}"
+            + (f", added trade_events columns {', '.join(added)}" if added else "")
+            + (
+                f", kept {len(renamed)} duplicate trade events under renamed request_ids "
+                f"({', '.join(r for r, _ in renamed[:10])}{', ...' if len(renamed) > 10 else ''})"
+                if renamed
+                else ""
+            ),
+            extra={"journal": path, "added_columns": added, "renamed": len(renamed)},
+        )
+
+
+def ledger_events(
+    conn: sqlite3.Connection, account: int | None, magic: int | None, symbol: str
+) -> list[tuple[str, int | None, int | None]]:
+    """``(event, ticket, remainder_ticket)`` of the filled/closed events of one EA's ledger."""
+    rows = conn.execute(
+        "SELECT event, ticket, remainder_ticket FROM trade_events"
+        " WHERE symbol = ? AND magic IS ? AND account IS ? AND event IN ('filled', 'closed')"
+        " ORDER BY id",
+        (symbol, magic, account),
+    )
+    return [(str(e), t, r) for e, t, r in rows.fetchall()]
 
 
 @dataclass
@@ -192,6 +314,14 @@ class Journal:
         self._items.append(("model", row))
         self._wake.set()
 
+    def record_reconcile(self, values: dict[str, Any]) -> None:
+        """Queue one ``reconcile`` row (``detail`` may be a dict: stored as JSON)."""
+        detail = values.get("detail")
+        if detail is not None and not isinstance(detail, str):
+            values = {**values, "detail": orjson.dumps(detail).decode()}
+        self._items.append(("reconcile", tuple(values.get(c) for c in RECONCILE_COLUMNS)))
+        self._wake.set()
+
     def record_trade_event(self, values: dict[str, Any], timeout: float = 5.0) -> int:
         """Persist a trade event and return its row id once committed."""
         fut: Future[int] = Future()
@@ -235,6 +365,7 @@ class Journal:
     def _write(self, items: list[Any]) -> None:
         reqs = [it[1].row() for it in items if it[0] == "req"]
         models = [it[1] for it in items if it[0] == "model"]
+        reconciles = [it[1] for it in items if it[0] == "reconcile"]
         trades = [it[1] for it in items if it[0] == "trade"]
         flushes = [it[1] for it in items if it[0] == "flush"]
         done: list[tuple[Future[int], int]] = []
@@ -244,6 +375,8 @@ class Journal:
                     self._conn.executemany(_REQUEST_SQL, reqs)
                 if models:
                     self._conn.executemany(_MODEL_SQL, models)
+                if reconciles:
+                    self._conn.executemany(_RECONCILE_SQL, reconciles)
                 for row, fut in trades:
                     cur = self._conn.execute(_TRADE_SQL, row)
                     rowid = int(cur.lastrowid or 0) if cur.rowcount else 0
@@ -255,7 +388,7 @@ class Journal:
                         rowid = int(found[0]) if found else 0
                     done.append((fut, rowid))
         except sqlite3.Error as exc:
-            self.dropped += len(reqs) + len(models)
+            self.dropped += len(reqs) + len(models) + len(reconciles)
             log.error("journal write failed", extra={"error": str(exc), "rows": len(items)})
             for _, fut in trades:
                 fut.set_exception(exc)

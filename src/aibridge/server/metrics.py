@@ -92,6 +92,31 @@ class ServerMetrics:
             registry=r,
         )
         self.uptime = Gauge("aibridge_uptime_seconds", "Seconds since start", registry=r)
+        self.clock_mismatches = Counter(
+            "aibridge_clock_mismatches",
+            "Requests whose broker UTC offset differs from the served model's",
+            ["type", "symbol", "timeframe"],
+            registry=r,
+        )
+        ledger = ["account", "magic", "symbol"]
+        self.ledger_orphans = Gauge(
+            "aibridge_ledger_orphan_positions",
+            "EA positions the server's ledger does not hold open (last heartbeat)",
+            ledger,
+            registry=r,
+        )
+        self.ledger_unprotected = Gauge(
+            "aibridge_ledger_unprotected_positions",
+            "EA positions without a stop loss (last heartbeat)",
+            ledger,
+            registry=r,
+        )
+        self.ledger_missing_closes = Gauge(
+            "aibridge_ledger_missing_closes",
+            "Ledger-open tickets absent from the EA's last two heartbeats",
+            ledger,
+            registry=r,
+        )
 
     def set_model(self, symbol: str, timeframe: str, info: Any, previous: Any | None) -> None:
         """Point the info gauge at the served version (and drop the old series)."""
@@ -112,6 +137,15 @@ class ServerMetrics:
                 self.registry_model_info.remove(name, alias, previous)
         self.registry_model_info.labels(name, alias, version).set(1)
         self._registry_versions[name, alias] = version
+
+    def set_ledger(
+        self, account: int | None, magic: int | None, symbol: str, counts: dict[str, int]
+    ) -> None:
+        """The reconciliation gauges of one EA (labels: account, magic, symbol)."""
+        labels = ("" if account is None else str(account), "" if magic is None else str(magic))
+        self.ledger_orphans.labels(*labels, symbol).set(counts["orphans"])
+        self.ledger_unprotected.labels(*labels, symbol).set(counts["unprotected"])
+        self.ledger_missing_closes.labels(*labels, symbol).set(counts["missing_closes"])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

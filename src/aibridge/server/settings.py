@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -43,6 +43,11 @@ class ServeSettings(BaseModel):
     metrics_port: int | None = Field(default=9108, ge=0, le=65535, description="0 = random")
     curve_secret_key: Path | None = None
     shutdown_grace_s: float = Field(default=2.0, ge=0)
+    clock_mismatch: Literal["warn", "refuse"] = Field(
+        default="warn",
+        description="EA broker UTC offset differs from the model's: warn (log, metric) and "
+        "answer, or refuse predicts with error code clock_mismatch",
+    )
     client: ClientSettings = Field(default_factory=ClientSettings)
 
     @property

@@ -18,14 +18,18 @@ import numpy as np
 from aibridge.server import journal as journal_db
 
 RECENT_ROWS = 500
+LEDGER_TICKETS = ("orphans", "unprotected", "missing_closes")
 RATE_WINDOW_S = 60.0
 SHOWN = 10
 
 
 def status_document(
-    health: Callable[[], tuple[bool, dict[str, Any]]], journal_path: Path | None
+    health: Callable[[], tuple[bool, dict[str, Any]]],
+    journal_path: Path | None,
+    ledger: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Model, version, uptime, request rates, latency percentiles, last decisions and errors."""
+    """Model, version, uptime, request rates, latency percentiles, last decisions and errors,
+    and each EA's latest ledger reconciliation (``ledger``, from :meth:`Ledger.snapshot`)."""
     ok, doc = health()
     rows: list[dict[str, Any]] = []
     if journal_path is not None and Path(journal_path).is_file():
@@ -56,6 +60,7 @@ def status_document(
             {k: r.get(k) for k in ("ts", "type", "code", "request_id", "summary")}
             for r in errors[-SHOWN:][::-1]
         ],
+        "ledger": ledger or [],
     }
 
 
@@ -100,6 +105,18 @@ def render_html(doc: dict[str, Any]) -> bytes:
     errors = _table(
         doc["last_errors"], ["ts", "type", "code", "request_id", "summary"], "no errors"
     )
+    ledger_rows = [
+        r | {k: ", ".join(map(str, r["detail"][k])) or "–" for k in LEDGER_TICKETS}
+        for r in doc.get("ledger", [])
+    ]
+    ledger = _table(
+        ledger_rows,
+        ["ts", "account", "magic", "symbol", "positions", "ledger_open", *LEDGER_TICKETS],
+        "no EA has reported its positions yet",
+    )
+    problems = sum(r[k] for r in doc.get("ledger", []) for k in LEDGER_TICKETS)
+    ledger_class = "unhealthy" if problems else "ok"
+    ledger_title = f"{problems} finding(s)" if problems else "in agreement"
     status = html.escape(str(doc["status"]))
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
@@ -115,6 +132,11 @@ th{{background:#f3f3f3}}.ok{{color:#1a7f37}}.unhealthy{{color:#b42318}}.empty{{c
 <h2>Latency (server side)</h2><p id="latency">{html.escape(lat)}</p>
 <h2>Last decisions</h2><div id="decisions">{decisions}</div>
 <h2>Last errors</h2><div id="errors">{errors}</div>
+<h2>Ledger <span id="ledger-status" class="{ledger_class}">{ledger_title}</span></h2>
+<p class="empty">EA positions vs. the server's trade events, per account, magic and symbol
+(columns list tickets): orphans (no filled event), unprotected (no stop loss), missing closes
+(gone from two heartbeats without a closed event).</p>
+<div id="ledger">{ledger}</div>
 <p class="empty">Not investment advice. Also as JSON: <a href="/status.json">/status.json</a>,
 metrics: <a href="/metrics">/metrics</a>.</p>
 </body></html>
