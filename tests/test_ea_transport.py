@@ -76,11 +76,28 @@ C_SIZE = {
 # C structs passed by pointer: fields as C types (zmq_fd_t = SOCKET = UINT_PTR on Windows).
 C_STRUCTS = {
     "zmq_msg_t": [("_", "char", 64)],
-    "zmq_pollitem_t": [("socket", "ptr", 1), ("fd", "ptr", 1), ("events", "short", 1),
-                       ("revents", "short", 1)],
+    "zmq_pollitem_t": [
+        ("socket", "ptr", 1),
+        ("fd", "ptr", 1),
+        ("events", "short", 1),
+        ("revents", "short", 1),
+    ],
 }
-MQL_SIZE = {"char": 1, "uchar": 1, "bool": 1, "short": 2, "ushort": 2, "int": 4, "uint": 4,
-            "color": 4, "long": 8, "ulong": 8, "datetime": 8, "double": 8, "float": 4}
+MQL_SIZE = {
+    "char": 1,
+    "uchar": 1,
+    "bool": 1,
+    "short": 2,
+    "ushort": 2,
+    "int": 4,
+    "uint": 4,
+    "color": 4,
+    "long": 8,
+    "ulong": 8,
+    "datetime": 8,
+    "double": 8,
+    "float": 4,
+}
 MQL_INT_TYPES = {"char", "uchar", "short", "ushort", "int", "uint", "long", "ulong"}
 
 
@@ -246,7 +263,10 @@ def _import_mismatches(platform: str) -> list[str]:
                         pos += MQL_SIZE[t] * n
                     if mql_offs[: len(offs)] != offs:
                         errors.append(f"{at}: {p['type']} offsets {mql_offs}, C {offs}")
-                elif pointee not in ("void", "char") and _mql_size(p["type"], structs) != c_size[pointee]:
+                elif (
+                    pointee not in ("void", "char")
+                    and _mql_size(p["type"], structs) != c_size[pointee]
+                ):
                     errors.append(f"{at}: {pointee}* as {p['type']}&")
     return errors
 
@@ -264,8 +284,14 @@ def test_the_import_check_catches_drift(monkeypatch: pytest.MonkeyPatch, tmp_pat
         (src.replace("#define AIB_PTR    int", "#define AIB_PTR    long"), "MQL4", "pointer"),
         (src.replace("int nitems,int timeout)", "int nitems,long timeout)"), "MQL5", "long is 4"),
         (src.replace("   int               padding;\n", ""), "MQL5", "AibZmqPollItem is 20"),
-        (src.replace("void       zmq_version(int &major,int &minor,int &patch);",
-                     "void       zmq_version(int &major,int &minor);"), "MQL4", "2 parameters"),
+        (
+            src.replace(
+                "void       zmq_version(int &major,int &minor,int &patch);",
+                "void       zmq_version(int &major,int &minor);",
+            ),
+            "MQL4",
+            "2 parameters",
+        ),
     ]
     for text, platform, needle in cases:
         assert text != src, needle
@@ -343,11 +369,17 @@ def test_transport_follows_the_lazy_pirate_rules() -> None:
     assert sends and all(s.replace(" ", "").endswith(",AIB_ZMQ_DONTWAIT") for s in sends)
     # linger 0 and both timeouts as a second guard, on every new socket
     open_body = function("bool CAibTransport::Open()")
-    for opt in ("AIB_ZMQ_LINGER,0", "AIB_ZMQ_SNDTIMEO,m_timeout_ms", "AIB_ZMQ_RCVTIMEO,m_timeout_ms"):
+    for opt in (
+        "AIB_ZMQ_LINGER,0",
+        "AIB_ZMQ_SNDTIMEO,m_timeout_ms",
+        "AIB_ZMQ_RCVTIMEO,m_timeout_ms",
+    ):
         assert opt in open_body.replace(" ", ""), opt
     # one socket, created only in Open(); one context, created only in Init()
     assert body.count("zmq_socket(") == 1 and "zmq_socket(" in open_body
-    assert body.count("zmq_ctx_new(") == 1 and "zmq_ctx_new(" in function("bool CAibTransport::Init(")
+    assert body.count("zmq_ctx_new(") == 1 and "zmq_ctx_new(" in function(
+        "bool CAibTransport::Init("
+    )
     # shutdown closes the socket before terminating the context
     shutdown = function("void CAibTransport::Shutdown()")
     assert shutdown.index("Close();") < shutdown.index("zmq_ctx_term(")
@@ -356,8 +388,16 @@ def test_transport_follows_the_lazy_pirate_rules() -> None:
     assert re.search(r"for\s*\(int attempt=1;\s*attempt<=total", request)
     assert request.count("Close();") >= 2 and request.count("m_reopens++") >= 2
     # the public surface the EA uses
-    for method in ("Init(", "Request(", "Shutdown()", "Version()", "LastError()",
-                   "LastAttempts()", "Reopens()", "LastRttMs()"):
+    for method in (
+        "Init(",
+        "Request(",
+        "Shutdown()",
+        "Version()",
+        "LastError()",
+        "LastAttempts()",
+        "Reopens()",
+        "LastRttMs()",
+    ):
         assert method in code, method
 
 
@@ -445,7 +485,11 @@ struct MqlArr {
 template <class T>
 int ArraySize(const MqlArr<T> &a) { return (int)a.v.size(); }
 template <class T>
-int ArrayResize(MqlArr<T> &a, int n, int reserve = 0) { (void)reserve; a.v.resize((size_t)n); return n; }
+int ArrayResize(MqlArr<T> &a, int n, int reserve = 0) {
+  (void)reserve;
+  a.v.resize((size_t)n);
+  return n;
+}
 inline int StringLen(const string &s) { return (int)s.size(); }
 inline ushort StringGetCharacter(const string &s, int i) {
   return i < 0 || i >= (int)s.size() ? 0 : (ushort)(uchar)s[(size_t)i];
@@ -498,10 +542,26 @@ def transport(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         shutil.copy(STANDIN / name, work)
     exe = work / "transport_main"
     flags = ["-D__MQL5__"] if platform == "MQL5" else ["-D__MQL4__"]
-    cmd = [gxx, "-std=c++17", "-O1", "-Wall", "-Werror=return-type", *flags,
-           "-I", str(work), "-I", str(work / "Include"), "-o", str(exe),
-           "transport_main.cpp", "dll_libzmq.cpp", "dll_kernel32.cpp", str(lib),
-           f"-Wl,-rpath,{lib.parent}", "-lpthread"]
+    cmd = [
+        gxx,
+        "-std=c++17",
+        "-O1",
+        "-Wall",
+        "-Werror=return-type",
+        *flags,
+        "-I",
+        str(work),
+        "-I",
+        str(work / "Include"),
+        "-o",
+        str(exe),
+        "transport_main.cpp",
+        "dll_libzmq.cpp",
+        "dll_kernel32.cpp",
+        str(lib),
+        f"-Wl,-rpath,{lib.parent}",
+        "-lpthread",
+    ]
     res = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 0, f"Transport.mqh ({platform}) does not build:\n{res.stderr[-4000:]}"
     return exe
@@ -511,8 +571,9 @@ class _Server:
     """A ROUTER that answers like the signal server, stays silent on chosen requests
     (`drop`, 1-based), or answers with two frames (`multipart`)."""
 
-    def __init__(self, endpoint: str, drop: set[int] | None = None,
-                 multipart: set[int] | None = None) -> None:
+    def __init__(
+        self, endpoint: str, drop: set[int] | None = None, multipart: set[int] | None = None
+    ) -> None:
         import zmq
 
         self._ctx = zmq.Context()
@@ -621,8 +682,9 @@ def test_transport_dead_server_is_bounded_then_recovers(transport: Path) -> None
     timer = threading.Timer(0.7, lambda: server.append(_Server(endpoint)))
     timer.start()
     try:
-        _, rows, _ = _run(transport, endpoint, timeout_ms, retries,
-                          [_req(1), "@sleep 900", _req(2)])
+        _, rows, _ = _run(
+            transport, endpoint, timeout_ms, retries, [_req(1), "@sleep 900", _req(2)]
+        )
     finally:
         timer.join()
         for s in server:
@@ -653,8 +715,9 @@ def test_transport_errors_and_shutdown(transport: Path) -> None:
     endpoint = _free_endpoint()
     server = _Server(endpoint)
     try:
-        _, rows, tail = _run(transport, endpoint, 300, 0,
-                             [_req(1), "@shutdown", _req(2), "@init", _req(3)])
+        _, rows, tail = _run(
+            transport, endpoint, 300, 0, [_req(1), "@shutdown", _req(2), "@init", _req(3)]
+        )
     finally:
         server.close()
     assert [r[0] for r in rows] == ["ok", "fail", "ok"], rows

@@ -354,7 +354,7 @@ bool CAibTransport::Request(const string &request,string &reply)
          AibZmqPollItem item;
          item.socket=m_sock;
          item.fd=0;
-         item.events=AIB_ZMQ_POLLIN;
+         item.events=(short)AIB_ZMQ_POLLIN;
          item.revents=0;
          int ready=zmq_poll(item,1,m_timeout_ms);
          if(ready>0 && (item.revents&AIB_ZMQ_POLLIN)!=0)
