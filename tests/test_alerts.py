@@ -32,6 +32,10 @@ REQUIRED_ALERTS = {
     "AibridgePredictLatencyP99High",
     "AibridgeModelReloadFailed",
     "AibridgeServedVersionNotChampion",
+    "AibridgeUnprotectedPosition",
+    "AibridgeOrphanPosition",
+    "AibridgeMissingClose",
+    "AibridgeClockMismatch",
 }
 
 needs_promtool = pytest.mark.skipif(
@@ -61,6 +65,8 @@ def exported_series() -> set[str]:
     m.reloads.labels("aibridge-EURUSD-H1").inc()
     m.reload_failures.labels("aibridge-EURUSD-H1").inc()
     m.reload_failing.labels("aibridge-EURUSD-H1").set(0)
+    m.clock_mismatches.labels("predict", "EURUSD", "H1").inc()
+    m.set_ledger(12345, 20261125, "EURUSD", {"orphans": 0, "unprotected": 1, "missing_closes": 0})
     names = set()
     for line in m.render().decode().splitlines():
         if line and not line.startswith("#"):
@@ -165,6 +171,19 @@ def test_unit_tests_catch_a_changed_threshold(tmp_path: Path) -> None:
     result = promtool("test", "rules", "alerts_test.yml", cwd=tmp_path)
     assert result.returncode != 0
     assert "AibridgePredictLatencyP99High" in result.stdout + result.stderr
+
+
+@needs_promtool
+def test_unit_tests_catch_a_slower_unprotected_page(tmp_path: Path) -> None:
+    """An unprotected position pages after 1 minute; waiting 5 must fail the unit tests."""
+    rules = (PROM / "alerts.yml").read_text()
+    rule = "(aibridge_ledger_unprotected_positions) > 0\n        for: 1m"
+    assert rules.count(rule) == 1
+    (tmp_path / "alerts.yml").write_text(rules.replace(rule, rule.replace("1m", "5m")))
+    shutil.copy(PROM / "alerts_test.yml", tmp_path / "alerts_test.yml")
+    result = promtool("test", "rules", "alerts_test.yml", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "AibridgeUnprotectedPosition" in result.stdout + result.stderr
 
 
 @needs_promtool

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -205,3 +206,82 @@ def test_parser_only_ever_raises_protocol_errors(raw: bytes) -> None:
     except ProtocolError as exc:
         assert exc.code in set(ErrorCode)
         assert ErrorReply.from_error(exc).to_bytes().startswith(b"{")
+
+
+def _sample_array() -> np.ndarray:
+    from aibridge.ea_sim import load_candles
+    from aibridge.paths import sample_data_path
+
+    c = load_candles(sample_data_path())
+    cols = [c.time, c.open, c.high, c.low, c.close, c.volume]
+    return np.column_stack([np.asarray(x, dtype=np.float64) for x in cols])
+
+
+@pytest.mark.parametrize(
+    ("row", "col", "value", "name"),
+    [
+        (30, 2, 1e308, "high"),  # a corrupt high: finite, high >= max(open, close)
+        (7, 2, None, "high"),  # one candle 1000x the others (all four prices)
+        (0, 3, 1e-300, "low"),  # a low of almost nothing
+    ],
+)
+def test_absurd_prices_are_bad_candles(row: int, col: int, value: float | None, name: str) -> None:
+    rows = sample_candles(41)
+    if value is None:
+        rows[row][1:5] = [x * 1000 for x in rows[row][1:5]]
+    else:
+        rows[row][col] = value
+    with pytest.raises(ProtocolError) as info:
+        parse_request(_predict(rows))
+    assert info.value.code is ErrorCode.BAD_CANDLES
+    assert info.value.details == {"index": row, "reason": info.value.details["reason"]}
+    median = float(np.median([r[4] for r in rows]))
+    assert info.value.message.startswith(f"candle {row}: {name} ")
+    assert f"{median / 100:.6g} .. {median * 100:.6g}" in info.value.message
+
+
+def test_price_bound_accepts_every_window_of_the_sample() -> None:
+    """Each min_bars window (and the whole file as one request) of the bundled sample passes."""
+    from aibridge.protocol import validate_candles
+
+    arr = _sample_array()
+    assert len(arr) > 4000
+    for n in (41, 300):
+        for end in range(n, len(arr) + 1):
+            validate_candles(arr[end - n : end].tolist())
+    validate_candles(arr.tolist())
+
+
+def test_price_bound_accepts_weekend_gaps_and_long_trends() -> None:
+    from aibridge.protocol import validate_candles
+
+    arr = _sample_array()[:200].copy()
+    arr[120:, 1:5] *= 1.10  # Monday opens 10 % above Friday's close
+    validate_candles(arr.tolist())
+    arr[120:, 1:5] /= 1.10 * 1.10  # ... or 10 % below
+    validate_candles(arr.tolist())
+    # 10 000 daily bars of an index that rose 80-fold (1985 -> 2025) in one request
+    n = 10_000
+    close = 250.0 * 80.0 ** (np.arange(n) / (n - 1))
+    t = 473_385_600 + 86_400 * np.arange(n)
+    trend = np.column_stack([t, close, close * 1.01, close * 0.99, close, np.ones(n)])
+    validate_candles(trend.tolist())
+
+
+def test_new_optional_fields_are_validated() -> None:
+    hb = b'{"type":"heartbeat","symbol":"EURUSD","timeframe":"H1","account":1,"magic":2,'
+    assert parse_request(hb + b'"utc_offset_s":7200,"positions":[]}').type == "heartbeat"
+    for bad in (
+        b'"utc_offset_s":7200.0}',
+        b'"utc_offset_s":"7200"}',
+        b'"positions":[{"ticket":1}]}',
+        b'"positions":[{"ticket":1,"side":"BUY","lots":0.1,"open_price":1.1,"open_time":1,'
+        b'"sl":"x"}]}',
+    ):
+        assert _code(hb + bad) is ErrorCode.SCHEMA, bad
+    te = b'{"type":"trade_event","event":"closed","symbol":"EURUSD",'
+    ok = parse_request(te + b'"reason":"time","seq":2,"account":5,"remainder_ticket":9}')
+    assert isinstance(ok, TradeEventRequest)
+    assert (ok.reason, ok.seq, ok.account, ok.remainder_ticket) == ("time", 2, 5, 9)
+    assert _code(te + b'"reason":"' + b"x" * 33 + b'"}') is ErrorCode.SCHEMA
+    assert _code(te + b'"seq":-1}') is ErrorCode.SCHEMA

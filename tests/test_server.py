@@ -48,13 +48,19 @@ def _check(reply: dict, name: str) -> None:
 def test_golden_fixture_round_trip(served, name: str) -> None:
     server, ep = served
     fx = FIXTURES[name]
+    model = next(iter(server.models.slots.values())).current.model
     if name == "error_internal":
         server.handler.fault = RuntimeError("injected")
+    if name == "error_clock_mismatch":  # the fixture's model: a UTC+2 broker, refuse configured
+        server.handler.clock_mismatch = "refuse"
+        model.broker_utc_offset_at = lambda at: 7200
     try:
         with ReqClient(ep) as c:
             raw = c.raw(fixture_request_bytes(fx))
     finally:
         server.handler.fault = None
+        server.handler.clock_mismatch = "warn"
+        model.__dict__.pop("broker_utc_offset_at", None)
     parse_reply(raw)  # valid against the reply model
     _check(orjson.loads(raw), name)
 
@@ -75,6 +81,32 @@ def test_heartbeat_reports_model_and_risk(served, trained_model_store: TrainedSt
     assert hb.risk.max_spread_points == RISK["max_spread_points"]
     assert hb.digits == 5 and hb.point == pytest.approx(1e-5)
     assert hb.model_status == "ok" and len(hb.models) == 1
+    assert (hb.risk.close_on_opposite, hb.risk.max_hold_bars) == (True, 24)
+    assert hb.instrument is not None and hb.instrument.digits == 5
+    assert hb.instrument.point == pytest.approx(1e-5)
+    model = trained_model_store_model(served)
+    assert hb.instrument.tick_size == model.tick_size
+    assert hb.instrument.contract_size == model.contract_size
+    assert hb.utc_offset_s == model.broker_utc_offset_at(hb.server_time)
+    assert hb.reconcile is not None  # the fixture sends one position
+
+
+def trained_model_store_model(served):  # the ServingModel behind the module's server
+    server, _ = served
+    return next(iter(server.models.slots.values())).current.model
+
+
+def test_absurd_high_is_bad_candles_not_a_decision(served) -> None:
+    """A high of 1e308 passes every per-candle rule; the model used to answer with a decision."""
+    _, ep = served
+    rows = [list(r) for r in FIXTURES["predict"]["request"]["candles"]]
+    rows[-2][2] = 1e308
+    with ReqClient(ep) as c:
+        reply = c.call({"type": "predict", "symbol": "EURUSD", "timeframe": "H1", "candles": rows})
+    err = ErrorReply.model_validate(reply)
+    assert err.code.value == "bad_candles" and "action" not in reply
+    assert err.details == {"index": len(rows) - 2, "reason": err.details["reason"]}
+    assert "high 1e+308 is outside" in err.message
 
 
 def test_predict_reply_is_rounded_and_consistent(served) -> None:
