@@ -130,6 +130,30 @@ def test_minute_bars_and_missing_first_bars(tmp_path: Path) -> None:
     assert clock.agreeing == 19
 
 
+def test_data_hole_after_a_weekend_is_not_an_open(tmp_path: Path) -> None:
+    """Monday and Tuesday missing: the Wednesday bar after the hole says nothing."""
+    path = tmp_path / "EURUSD60.csv"
+    write_export(path, zone("Etc/GMT-2"), weeks=12)
+    lines = path.read_text().splitlines()
+    hole = ("2023.02.13", "2023.02.14")  # server-time Monday and Tuesday
+    path.write_text("\n".join(x for x in lines if not x.startswith(hole)) + "\n")
+    clock = clock_of(path)
+    assert (clock.utc_offset_s, clock.dst, clock.weekends, clock.agreeing) == (7200, "none", 10, 10)
+
+
+def test_clock_change_inside_the_export_is_named(tmp_path: Path) -> None:
+    """A broker that moved from GMT+2 to GMT+3 (fixed) after 40 weeks: the majority wins and
+    the weekends of the other clock are dated in the note."""
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    write_export(a, zone("Etc/GMT-2"), first_sunday=date(2022, 1, 2), weeks=40)
+    write_export(b, zone("Etc/GMT-3"), first_sunday=date(2022, 10, 9), weeks=10)
+    path = tmp_path / "EURUSD60.csv"
+    path.write_text(a.read_text() + b.read_text())
+    clock = clock_of(path)
+    assert (clock.utc_offset_s, clock.dst, clock.weekends, clock.agreeing) == (7200, "none", 49, 39)
+    assert clock.note == "10 weekend(s) disagree (2022-10-10 .. 2022-12-12)"
+
+
 def test_one_season_shows_the_offset_but_not_the_rule(tmp_path: Path) -> None:
     path = tmp_path / "EURUSD60.csv"
     write_export(path, ny_close_aligned, first_sunday=date(2023, 5, 7), weeks=12)

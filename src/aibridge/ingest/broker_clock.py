@@ -50,10 +50,10 @@ SOURCE_UNKNOWN = "unknown"
 
 MIN_WEEKENDS = 4
 MIN_AGREEMENT = 0.75
-# A weekend closure is ~48 h (72 h over a holiday); a longer hole is missing data, whose first
-# bar is not an open.
+# A weekend closure is ~48 h (72 h over a Monday holiday, plus a bar); a longer hole is missing
+# data, whose first bar is not an open.
 _MIN_WEEKEND_GAP = timedelta(hours=40)
-_MAX_WEEKEND_GAP = timedelta(days=5)
+_MAX_WEEKEND_GAP = timedelta(hours=76)
 _NY_OPEN_HOUR_STANDARD_UTC = 22  # 17:00 EST
 _HOUR = 3600
 
@@ -181,7 +181,7 @@ def _fmt_h(seconds: int | None) -> str:
 def weekly_opens(times: np.ndarray | pd.Series) -> list[Weekend]:
     """Each weekly open in bar times (server time, sorted): the bar after a weekend gap.
 
-    A weekend gap is 40 h to 5 days long and contains a Saturday noon in server time.
+    A weekend gap is 40 to 76 hours long and contains a Saturday noon in server time.
     """
     stamps = pd.DatetimeIndex(pd.to_datetime(np.asarray(times)))
     if len(stamps) < 2:
@@ -204,13 +204,13 @@ def weekly_opens(times: np.ndarray | pd.Series) -> list[Weekend]:
 def _read_open(first_bar: datetime) -> Weekend | None:
     """The offset a weekly open shows: the first bar's hour against 17:00 New York that day.
 
-    The open is on the weekend's Sunday, or a day later after a holiday; the earliest day
-    that puts the offset in -12..+14 is taken.
+    The open is on the weekend's Sunday, or on Monday after a holiday (Christmas, New Year);
+    the earlier day that puts the offset in -12..+14 is taken. ``None``: the first bar is too
+    late for either (data missing after the weekend).
     """
     hour = first_bar.replace(minute=0, second=0, microsecond=0)
     sunday = first_bar.date() - timedelta(days=(first_bar.weekday() + 1) % 7)
-    day = sunday
-    while day <= first_bar.date():
+    for day in (sunday, sunday + timedelta(days=1)):
         open_utc = datetime(day.year, day.month, day.day, _NY_OPEN_HOUR_STANDARD_UTC, tzinfo=UTC)
         if us_dst(open_utc):
             open_utc -= timedelta(hours=1)
@@ -221,7 +221,6 @@ def _read_open(first_bar: datetime) -> Weekend | None:
                 open_utc=open_utc.isoformat(sep=" "),
                 offset_h=int(offset_h),
             )
-        day += timedelta(days=1)
     return None
 
 
@@ -279,6 +278,11 @@ def infer_broker_clock(
         rule = winners[0]
         note = f"no weekend tells {' from '.join(winners)} daylight saving apart"
     offset_h = fits[rule or RULE_NONE][0]
+    # A clock change inside the export shows as a run of disagreeing weekends: say where.
+    odd = [w.first_bar[:10] for w in weekends if w.standard_offset_h(rule or RULE_NONE) != offset_h]
+    if odd:
+        where = odd[0] if len(odd) == 1 else f"{odd[0]} .. {odd[-1]}"
+        note = "; ".join(filter(None, [note, f"{len(odd)} weekend(s) disagree ({where})"]))
     return BrokerClock(
         utc_offset_s=offset_h * _HOUR,
         source=SOURCE_INFERRED,
