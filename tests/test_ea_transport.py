@@ -302,6 +302,58 @@ def test_the_import_check_catches_drift(monkeypatch: pytest.MonkeyPatch, tmp_pat
         assert any(needle in e for e in errors), (needle, errors)
 
 
+# zmq.h 4.3.5's Windows typedefs, verbatim, compiled by a Windows cross compiler.
+_WIN_ABI_PROBE = r"""
+#include <stddef.h>
+#include <winsock2.h>
+#if defined _WIN64
+typedef unsigned __int64 zmq_fd_t;
+#else
+typedef unsigned int zmq_fd_t;
+#endif
+typedef struct zmq_msg_t
+{
+    unsigned char _[64] __attribute__ ((aligned (sizeof (void *))));
+} zmq_msg_t;
+typedef struct zmq_pollitem_t
+{
+    void *socket;
+    zmq_fd_t fd;
+    short events;
+    short revents;
+} zmq_pollitem_t;
+_Static_assert (sizeof (zmq_fd_t) == sizeof (SOCKET), "zmq_fd_t is SOCKET");
+int v_ptr = sizeof (void *), v_size_t = sizeof (size_t), v_long = sizeof (long),
+    v_int = sizeof (int), v_short = sizeof (short), v_msg = sizeof (zmq_msg_t),
+    v_pollitem = sizeof (zmq_pollitem_t), v_fd = offsetof (zmq_pollitem_t, fd) + 100,
+    v_events = offsetof (zmq_pollitem_t, events) + 100,
+    v_revents = offsetof (zmq_pollitem_t, revents) + 100;
+"""
+
+
+@pytest.mark.parametrize(
+    ("platform", "cc"), [("MQL4", "i686-w64-mingw32-gcc"), ("MQL5", "x86_64-w64-mingw32-gcc")]
+)
+def test_c_sizes_are_the_windows_abi(platform: str, cc: str, tmp_path: Path) -> None:
+    """C_SIZE and the zmq_pollitem_t layout, against a Windows compiler (mingw-w64 when
+    installed: terminal.exe is 32-bit Windows, terminal64.exe 64-bit Windows)."""
+    if shutil.which(cc) is None:
+        pytest.skip(f"{cc} not installed (apt: gcc-mingw-w64-i686 / gcc-mingw-w64-x86-64)")
+    (tmp_path / "abi.c").write_text(_WIN_ABI_PROBE, encoding="utf-8")
+    res = subprocess.run(
+        [cc, "-S", "-O0", "-o", "-", "abi.c"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    got = dict(re.findall(r"_?v_(\w+):\s*\n\s*\.long\s+(\d+)", res.stdout))
+    got = {k: int(v) - (100 if k in ("fd", "events", "revents") else 0) for k, v in got.items()}
+    sizes = C_SIZE[platform]
+    for kind in ("ptr", "size_t", "long", "int", "short"):
+        assert got[kind] == sizes[kind], (kind, got)
+    offsets, size = _c_layout(C_STRUCTS["zmq_pollitem_t"], sizes)
+    assert (got["pollitem"], [got["fd"], got["events"], got["revents"]]) == (size, offsets[1:])
+    assert got["msg"] == 64
+
+
 def test_the_c_table_is_the_real_libzmq() -> None:
     """Every imported zmq function is exported by pyzmq's libzmq, and pyzmq's own C
     declarations (zmq/backend/cffi/_cdefs.h) agree on arity and pointer positions."""
