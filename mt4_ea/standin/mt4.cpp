@@ -135,21 +135,23 @@ Runtime &rt();
 void set_error(int code) { rt().last_error = code; }
 
 // --------------------------------------------------------------------------- config
+// (g_rt while make_runtime() runs: rt() is not initialised yet)
+static Runtime &rtc() { return g_rt ? *g_rt : rt(); }
 static std::string cfg(const std::string &key, const std::string &def = "") {
-  auto it = rt().cfg.find(key);
-  return it == rt().cfg.end() ? def : it->second;
+  auto it = rtc().cfg.find(key);
+  return it == rtc().cfg.end() ? def : it->second;
 }
 static double cfgd(const std::string &key, double def) {
-  auto it = rt().cfg.find(key);
-  return it == rt().cfg.end() ? def : std::strtod(it->second.c_str(), nullptr);
+  auto it = rtc().cfg.find(key);
+  return it == rtc().cfg.end() ? def : std::strtod(it->second.c_str(), nullptr);
 }
 static long cfgl(const std::string &key, long def) {
-  auto it = rt().cfg.find(key);
-  return it == rt().cfg.end() ? def : std::strtol(it->second.c_str(), nullptr, 10);
+  auto it = rtc().cfg.find(key);
+  return it == rtc().cfg.end() ? def : std::strtol(it->second.c_str(), nullptr, 10);
 }
 static bool cfgb(const std::string &key, bool def) {
-  auto it = rt().cfg.find(key);
-  if (it == rt().cfg.end()) return def;
+  auto it = rtc().cfg.find(key);
+  if (it == rtc().cfg.end()) return def;
   return it->second == "1" || it->second == "true";
 }
 // "1:138,2:136" -> {1:138, 2:136}
@@ -1521,6 +1523,7 @@ double FileReadDouble(int h) {
 }
 
 // --------------------------------------------------------------------------- the run
+#ifndef MT4_NO_MAIN  // part tests link the runtime with their own main()
 namespace mt4 {
 
 static std::string esc(const std::string &s) {
@@ -1782,7 +1785,6 @@ static void write_outputs(bool saved_state) {
   s << "  \"state_saved\": " << (saved_state ? "true" : "false") << "\n}\n";
 }
 
-#ifndef MT4_NO_MAIN
 static int run(int argc, char **argv) {
   Runtime &r = rt();
   if (argc < 2 && r.cfg.empty()) {

@@ -240,9 +240,10 @@ _INPUT = re.compile(
 
 
 def _inputs(src: str, masked: str, where: str, edits: _Edits) -> None:
+    group = re.search(r"(?m)^[ \t]*s?input\s+group\b", masked)
+    if group:
+        raise RewriteError(f"{where}:{_line_of(masked, group.start())}: `input group` is MQL5 only")
     for m in _INPUT.finditer(masked):
-        if m.group("type") == "group":
-            raise RewriteError(f"{where}:{_line_of(masked, m.start())}: `input group` is MQL5 only")
         value = src[m.start("value") : m.end("value")] if m.group("value") is not None else None
         typ, name = m.group("type"), m.group("name")
         if value is None:
