@@ -33,7 +33,17 @@ def test_predict_text_matches_the_golden_fixture() -> None:
     fx = FIXTURES["predict"]["request"]
     n = len(fx["candles"])
     candles = load_candles(sample_data_path())
-    raw = build_predict(candles, 999, n, 5, "EURUSD", "H1", fx["request_id"], fx["spread_points"])
+    raw = build_predict(
+        candles,
+        999,
+        n,
+        5,
+        "EURUSD",
+        "H1",
+        fx["request_id"],
+        fx["spread_points"],
+        fx["utc_offset_s"],
+    )
     doc = orjson.loads(raw)
     assert list(doc) == list(fx)
     assert doc == fx
@@ -64,30 +74,38 @@ def test_replay_counts_versions_and_trade_events(served) -> None:
 
 
 def test_simulated_trade_is_reported_as_events(served) -> None:
-    """Entry at the next open with the reply's SL/TP points, exit on the bar that touches SL/TP."""
+    """Entry at the next open (Ask) with the reply's SL/TP points, exit by the kernel's rules,
+    reported as order_sent, filled, closed with the exit reason."""
     server, ep = served
     sim = EaEmulator(SimConfig(endpoint=ep, quiet=True))
     assert sim.heartbeat() is not None
+    sim._first, sim._last = 1499, len(sim.candles) - 1
     i = 1500
     doc = {"action": "BUY", "sl_points": 100.0, "tp_points": 200.0, "confidence": 0.9}
-    sim._maybe_open(i, doc)
+    sim._at_open(i + 1, (i, doc))
     assert sim.position is not None
-    entry = float(sim.candles.open[i + 1])
-    assert sim.position.entry == entry
+    entry = float(sim.candles.open[i + 1]) + 5 * 1e-5  # Ask: no spread column, EURUSD default 5
+    assert sim.position.entry == pytest.approx(entry, abs=1e-12)
     assert sim.position.sl == round(entry - 0.001, 5) and sim.position.tp == round(entry + 0.002, 5)
     k = i + 1
     while sim.position is not None and k < i + 500:
-        sim._manage_position(k)
+        sim._inside_bar(k)
         k += 1
+        if sim.position is not None:
+            sim._at_open(k, None)
     sim.client.close()
     assert sim.position is None
+    trade = sim.trade_table().iloc[0]
     server.journal.flush()
     events = j.tail(server.journal.path, "trade_events", 3)
     assert [e["event"] for e in events] == ["order_sent", "filled", "closed"]
     closed = events[-1]
-    assert closed["price"] in (events[1]["sl"], events[1]["tp"])
-    won = closed["price"] == events[1]["tp"]
-    assert (closed["profit"] > 0) == won and closed["profit"] == round(sim.summary.pnl, 2)
+    assert closed["price"] == pytest.approx(trade.exit_price)
+    assert closed["reason"] == trade.exit_reason.lower()
+    if trade.exit_reason in ("SL", "TP"):
+        assert closed["price"] == events[1][trade.exit_reason.lower()]
+    assert closed["profit"] == round(trade.gross_pnl, 2)
+    assert sim.summary.pnl == pytest.approx(trade.net_pnl)
     assert sim.summary.trade_events == {"order_sent": 1, "filled": 1, "closed": 1}
 
 
@@ -160,3 +178,68 @@ def test_cli_ea_sim_without_server_fails_cleanly() -> None:
     assert result.exit_code == 1
     assert "no heartbeat ever succeeded" in result.output
     assert "Traceback" not in result.output
+
+
+def _lower_threshold(model, min_confidence: float) -> None:
+    """Serve ``model`` with a lower decision threshold (the sample's model never clears 0.45)."""
+    import dataclasses
+
+    model.min_confidence = min_confidence
+    model._decision_settings = dataclasses.replace(
+        model._decision_settings, min_confidence=min_confidence
+    )
+
+
+@pytest.mark.slow
+def test_ea_sim_on_the_served_policy_makes_the_backtests_trades(
+    trained_model_store: TrainedStore, tmp_path: Path
+) -> None:
+    """The sample, the served model (threshold lowered so it trades), the served exit policy
+    (max_hold_bars 12, not conf/risk's 24, so the heartbeat's value is what acts): ea-sim's
+    trade list equals run_backtest's on the same bars and the pyfunc's decisions."""
+    import mlflow
+
+    from aibridge.backtest.engine import run_backtest
+    from aibridge.backtest.settings import EngineSettings
+    from aibridge.backtest.stage import CANDLE_COLUMNS, signals_from_decisions
+    from aibridge.instruments import load_instrument
+    from aibridge.mt4.parity import compare_trades
+    from aibridge.risk import RiskSettings
+    from tests.server_fixtures import RISK
+
+    threshold, start, bars = 0.35, 1000, 1500
+    policy = {"close_on_opposite": True, "max_hold_bars": 12}
+    store = trained_model_store
+    models = real_models(store.tracking_uri, [store.model_uri], tmp_path / "cache")
+    with running_server(tmp_path, models) as (server, ep):
+        server.handler.risk = {**RISK, **policy}
+        _lower_threshold(next(iter(server.models.slots.values())).current.model, threshold)
+        sim = EaEmulator(SimConfig(endpoint=ep, start=start, bars=bars, quiet=True))
+        summary = sim.run()
+        server.journal.flush()
+        events = j.tail(server.journal.path, "trade_events", 100_000)
+    assert summary.errors == {} and summary.skipped == []
+    ea = sim.trade_table()
+
+    mlflow.set_tracking_uri(store.tracking_uri)
+    mlflow.set_registry_uri(store.tracking_uri)
+    pyfunc = mlflow.pyfunc.load_model(store.model_uri)
+    pyfunc.unwrap_python_model().settings["min_confidence"] = threshold
+    candles = store.candles
+    decisions = pyfunc.predict(candles[CANDLE_COLUMNS])
+    spec = load_instrument("EURUSD")
+    sig, sl, tp = signals_from_decisions(decisions, spec.point)
+    w = slice(start, start + bars)
+    risk = RiskSettings(**{**RISK, **policy})
+    bt = run_backtest(
+        candles.iloc[w].reset_index(drop=True), sig[w], sl[w], tp[w], spec, risk, EngineSettings()
+    )
+    result = compare_trades(bt.trades, ea, spec.point)
+    print(result.table())
+    assert len(bt.trades) >= 20, "the lowered threshold should make the model trade"
+    assert set(bt.trades["exit_reason"]) & {"signal", "time"}, "exits by the policy are exercised"
+    assert result.ok, result.table()
+    # the closes the EA reported carry the trade list's reasons
+    closed = {e["ticket"]: e["reason"] for e in events if e["event"] == "closed"}
+    want = {int(t.ticket): t.exit_reason.lower() for t in ea.itertuples() if t.exit_reason != "end"}
+    assert closed == want

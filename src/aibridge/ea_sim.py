@@ -7,7 +7,14 @@
   ``Digits`` decimals like the EA's ``DoubleToString``;
 * zguide Lazy Pirate: poll for the reply for ``timeout_ms``; on timeout close the REQ socket
   (linger 0), open a new one and resend, ``retries`` times; then skip the bar with a reason;
-* simulated orders through :mod:`aibridge.risk` (the EA's rules), reported as ``trade_event``.
+* simulated orders through :mod:`aibridge.risk` (the EA's rules), reported as ``trade_event``,
+  on the one trade model of the backtest kernel (:mod:`aibridge.backtest.core`): per bar, at
+  the open the day change and the drawdown check, then the served exit policy for the decision
+  of the bar that just closed (``risk.close_on_opposite``, ``risk.max_hold_bars`` from the
+  heartbeat; conf/risk when an older server does not send them), then the entry; inside the
+  bar SL/TP (stop first, gaps at the open, on the entry bar too); at the close the drawdown
+  check and the predict for the next bar. ``EaEmulator.trade_table()`` is the trade list
+  :func:`aibridge.backtest.engine.run_backtest` makes on the same bars and decisions.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pandas as pd
 import zmq
 from rich.console import Console
 
@@ -102,6 +110,7 @@ class Candles:
     low: np.ndarray
     close: np.ndarray
     volume: np.ndarray
+    spread: np.ndarray | None = None  # points per bar, when the export has the column
 
     def __len__(self) -> int:
         return len(self.time)
@@ -125,6 +134,7 @@ def load_candles(path: Path) -> Candles:
         low=frame["low"].to_numpy(np.float64),
         close=frame["close"].to_numpy(np.float64),
         volume=frame["volume"].to_numpy(np.float64),
+        spread=frame["spread"].to_numpy(np.float64) if "spread" in frame.columns else None,
     )
 
 
@@ -137,8 +147,10 @@ def build_predict(
     timeframe: str,
     request_id: str,
     spread_points: float | None,
+    utc_offset_s: int | None = None,
 ) -> bytes:
-    """The EA's predict text: candles ``end-n+1 .. end`` oldest first, Digits decimals."""
+    """The EA's predict text: candles ``end-n+1 .. end`` oldest first, Digits decimals;
+    ``utc_offset_s`` is the EA's ``TimeCurrent() - TimeGMT()`` (omitted when None)."""
     parts = []
     for i in range(end - n + 1, end + 1):
         parts.append(
@@ -146,6 +158,8 @@ def build_predict(
             f"{c.low[i]:.{digits}f},{c.close[i]:.{digits}f},{int(c.volume[i])}]"
         )
     spread = "" if spread_points is None else f',"spread_points":{int(spread_points)}'
+    if utc_offset_s is not None:
+        spread += f',"utc_offset_s":{int(utc_offset_s)}'
     return (
         f'{{"protocol_version":1,"type":"predict","request_id":"{request_id}",'
         f'"symbol":"{symbol}","timeframe":"{timeframe}"{spread},'
@@ -173,6 +187,9 @@ class SimConfig:
     pace_s: float = 0.0
     equity: float = 10_000.0
     spread_points: float | None = None
+    # The "broker's" TimeCurrent()-TimeGMT() sent with predicts; None: the served model's
+    # training offset from the heartbeat (a replay of its own data), else not sent.
+    utc_offset_s: int | None = None
     trade: bool = True
     quiet: bool = False
 
@@ -238,6 +255,10 @@ class SimSummary:
         }
 
 
+def _num(x: float) -> float | None:
+    return None if np.isnan(x) else x
+
+
 def _vkey(v: str) -> tuple[int, str]:
     return (int(v), v) if v.isdigit() else (10**9, v)
 
@@ -247,9 +268,21 @@ class _Position:
     side: str
     ticket: int
     entry: float
-    sl: float
+    sl: float  # NaN: none
     tp: float
     lots: float
+    entry_bar: int = 0
+    entry_time: int = 0
+    commission: float = 0.0
+
+    @property
+    def direction(self) -> int:
+        return 1 if self.side == "BUY" else -1
+
+
+# Exit reasons: the backtest's names (trade table) and the protocol's (closed trade events).
+_EXIT_NAMES = {risk.EXIT_SIGNAL: "signal", risk.EXIT_TIME: "time"}
+_EVENT_REASON = {"SL": "sl", "TP": "tp", "signal": "signal", "time": "time", "end": "end"}
 
 
 # --------------------------------------------------------------------------- emulator
@@ -277,11 +310,19 @@ class EaEmulator:
         self.version: str | None = None
         self._last_hb = 0.0
         self._seq = 0
+        self._first = self._last = -1
         self._ticket = 1000
-        self.position: _Position | None = None
-        self.equity = cfg.equity
+        self.positions: list[_Position] = []
+        self.balance = cfg.equity
         self.spec = self._instrument()
         self._stop = False
+        self.trades: list[dict[str, Any]] = []  # closed trades, the backtest's columns
+        self._pending: tuple[int, dict[str, Any]] | None = None  # (bar, BUY/SELL reply)
+        self._day: int | None = None
+        self._day_start_equity = cfg.equity
+        self._dd_halted = False
+        self._policy_warned = False
+        self._spreads = self._spread_series()
 
     def _instrument(self) -> InstrumentSpec | None:
         try:
@@ -348,7 +389,11 @@ class EaEmulator:
             "event": event,
             "symbol": self.symbol,
             "timeframe": self.timeframe,
-            **{k: v for k, v in fields.items() if v is not None},
+            **{
+                k: v.item() if isinstance(v, np.generic) else v
+                for k, v in fields.items()
+                if v is not None
+            },
         }
         reply, _ = self._call(orjson.dumps(doc), rid)
         if reply is None or reply.get("status") != "ok":
@@ -364,6 +409,7 @@ class EaEmulator:
         first = self.cfg.start if self.cfg.start is not None else min_bars - 1
         first = max(first, 0)
         last = len(c) - 1 if self.cfg.bars is None else min(len(c) - 1, first + self.cfg.bars - 1)
+        self._first, self._last = first, last
         try:
             for i in range(first, last + 1):
                 if self._stop:
@@ -380,21 +426,28 @@ class EaEmulator:
         s.bars += 1
         if self.hb is None or time.monotonic() - self._last_hb >= self.cfg.heartbeat_s:
             self.heartbeat()
+        self._pending, pending = None, self._pending
+        if self.cfg.trade and self.spec is not None:
+            self._at_open(i, pending)
+            self._inside_bar(i)
+            self._at_close(i, last=i == self._last)
         if self.hb is None:
             s.timeline.append((time.monotonic(), i, "no_heartbeat"))
             s.skipped.append((i, "no heartbeat yet"))
             self._line(f"bar {i} skipped: no successful heartbeat yet")
             return
-        self._manage_position(i)
         n = int(self.hb["min_bars"])
         if i + 1 < n:
             s.skipped.append((i, "not enough history"))
             return
         digits = int(self.hb.get("digits") or 5)
         rid = f"{self.symbol}-{self.timeframe}-{int(self.candles.time[i])}"
-        spread = self._spread()
+        spread = self._spread(i)
+        offset = self.cfg.utc_offset_s
+        if offset is None and self.hb.get("utc_offset_s") is not None:
+            offset = int(self.hb["utc_offset_s"])
         payload = build_predict(
-            self.candles, i, n, digits, self.symbol, self.timeframe, rid, spread
+            self.candles, i, n, digits, self.symbol, self.timeframe, rid, spread, offset
         )
         doc, rtt = self._call(payload, rid)
         if doc is None:
@@ -425,104 +478,255 @@ class EaEmulator:
             f"{when} [{color}]{doc['action']:<4}[/] {doc['confidence']:.2f} "
             f"{doc['reason']:<20}{stops}  v{doc['model_version']}  {ms:.2f} ms"
         )
-        if self.cfg.trade and doc["action"] in ("BUY", "SELL"):
-            self._maybe_open(i, doc)
+        if self.cfg.trade and doc["action"] in ("BUY", "SELL") and i < self._last:
+            self._pending = (i, doc)  # acted on at the next bar's open
 
-    def _spread(self) -> float | None:
+    def _spread_series(self) -> np.ndarray:
+        """Spread per bar in points, chosen as the backtest chooses it: the configured constant,
+        else the export's column, else the instrument's default."""
+        n = len(self.candles)
         if self.cfg.spread_points is not None:
-            return self.cfg.spread_points
-        return self.spec.default_spread_points if self.spec else None
+            return np.full(n, float(self.cfg.spread_points))
+        if self.candles.spread is not None:
+            return self.candles.spread
+        return np.full(n, float(self.spec.default_spread_points if self.spec else 0.0))
+
+    def _spread(self, i: int) -> float | None:
+        if self.cfg.spread_points is None and self.candles.spread is None and self.spec is None:
+            return None
+        return float(self._spreads[i])
 
     # ------------------------------------------------------------------ simulated trading
-    def _maybe_open(self, i: int, doc: dict[str, Any]) -> None:
-        """Next bar's open is the fill; same veto order and lot sizing as the EA."""
-        if i + 1 >= len(self.candles) or self.spec is None or not self.hb:
+    def exit_policy(self) -> tuple[bool, int]:
+        """(close_on_opposite, max_hold_bars) as served; conf/risk when the server is older."""
+        r = (self.hb or {}).get("risk") or {}
+        if "close_on_opposite" in r and "max_hold_bars" in r:
+            return bool(r["close_on_opposite"]), int(r["max_hold_bars"])
+        fallback = risk.load_risk_settings()
+        if not self._policy_warned:
+            self._policy_warned = True
+            msg = (
+                "heartbeat has no exit policy (risk.close_on_opposite / risk.max_hold_bars): "
+                f"using conf/risk ({fallback.close_on_opposite}, {fallback.max_hold_bars})"
+            )
+            log.warning(msg)
+            self._line(f"[yellow]{msg}[/]")
+        return fallback.close_on_opposite, fallback.max_hold_bars
+
+    def _marks(self, i: int, price: float) -> float:
+        """Floating P&L of the open positions with the Bid at ``price`` (shorts at the Ask)."""
+        assert self.spec is not None
+        sp = self._spreads[i] * self.spec.point
+        total = 0.0
+        for p in self.positions:
+            mark = price if p.direction > 0 else price + sp
+            total += risk.money_per_price_move(
+                p.direction * (mark - p.entry), p.lots, self.spec, price
+            )
+        return total
+
+    @property
+    def equity(self) -> float:
+        """Balance at the last mark (floating P&L is marked per bar in the kernel's steps)."""
+        return self.balance
+
+    @property
+    def position(self) -> _Position | None:
+        """The first open position (the EA's usual one-position case)."""
+        return self.positions[0] if self.positions else None
+
+    def _check_drawdown(self, equity: float) -> None:
+        r = self.hb["risk"] if self.hb else {}
+        if risk.daily_drawdown_breached(
+            self._day_start_equity, equity, float(r.get("max_daily_drawdown_pct", 0.0))
+        ):
+            self._dd_halted = True
+
+    def _at_open(self, i: int, pending: tuple[int, dict[str, Any]] | None) -> None:
+        """Open tick of bar ``i``: day change, drawdown, exit policy, then the entry."""
+        o = float(self.candles.open[i])
+        day = int(self.candles.time[i]) // 86_400
+        if self._day is not None and day != self._day:
+            self._day_start_equity = self.balance + self._marks(i, o)
+            self._dd_halted = False
+        self._day = day
+        if i == self._first:
             return
+        self._check_drawdown(self.balance + self._marks(i, o))
+        s = 0
+        if pending is not None and pending[0] == i - 1:
+            s = 1 if pending[1]["action"] == "BUY" else -1
+        close_on_opposite, max_hold = self.exit_policy()
+        for p in list(self.positions):
+            code = risk.exit_reason(p.direction, s, i - p.entry_bar, close_on_opposite, max_hold)
+            if code != risk.EXIT_NONE:
+                sp = self._spreads[i] * self.spec.point  # type: ignore[union-attr]
+                self._close(p, i, o if p.direction > 0 else o + sp, _EXIT_NAMES[code])
+        if s != 0 and pending is not None:
+            self._enter(i, s, pending[1])
+
+    def _enter(self, i: int, s: int, doc: dict[str, Any]) -> None:
+        """Market order at bar ``i``'s open: the EA's veto order and lot sizing."""
+        spec = self.spec
+        assert spec is not None and self.hb is not None
         r = self.hb["risk"]
-        point = float(self.hb["point"])
-        entry = float(self.candles.open[i + 1])
-        sl_dist = float(doc["sl_points"]) * point
-        tp_dist = float(doc["tp_points"]) * point
+        point = float(self.hb.get("point") or spec.point)
+        o = float(self.candles.open[i])
+        spread_pts = float(self._spreads[i])
+        sp = spread_pts * spec.point
+        floating = self._marks(i, o)
+        eq_now = self.balance + floating
+        self._check_drawdown(eq_now)
+        sl_d = float(doc.get("sl_points") or 0.0) * point
+        tp_d = float(doc.get("tp_points") or 0.0) * point
         # As the EA: widen to the broker's stop level first, then size on the wider stop.
-        sl_dist, tp_dist = risk.widen_to_stop_level(
-            sl_dist,
-            tp_dist,
-            (self._spread() or 0.0) * point,
-            float(self.spec.stop_level_points) * point,
-        )
+        sl_d, tp_d = risk.widen_to_stop_level(sl_d, tp_d, sp, spec.stop_level_points * spec.point)
+        quote = o + sp if s > 0 else o
         lot = risk.lots_for_risk(
-            self.equity,
+            eq_now,
             float(r["risk_per_trade_pct"]),
-            sl_dist,
-            self.spec,
-            entry,
+            sl_d,
+            spec,
+            quote,
             min_lot_policy=str(r.get("min_lot_policy", "skip")),
         )
-        hour = time.gmtime(int(self.candles.time[i + 1])).tm_hour
-        open_n = 1 if self.position else 0
+        hour = (int(self.candles.time[i]) // 3_600) % 24
         veto = risk.entry_veto(
-            self._spread() or 0.0,
+            spread_pts,
             float(r["max_spread_points"]),
-            False,
+            self._dd_halted,
             hour,
             int(r.get("trading_start_hour", 0)),
             int(r.get("trading_end_hour", 24)),
             lot.lots,
-            open_n,
-            self.position.lots if self.position else 0.0,
+            len(self.positions),
+            sum(p.lots for p in self.positions),
             int(r["max_open_positions"]),
             float(r["max_total_lots"]),
         )
         if veto != risk.ENTRY_OK:
             self.summary.vetoes[risk.ENTRY_REASONS[veto]] += 1
             return
-        side = doc["action"]
-        sign = 1 if side == "BUY" else -1
-        digits = int(self.hb["digits"])
-        sl = round(entry - sign * sl_dist, digits)
-        tp = round(entry + sign * tp_dist, digits)
+        side = "BUY" if s > 0 else "SELL"
+        digits = int(self.hb.get("digits") or spec.digits)
+        sl = round(quote - s * sl_d, digits) if sl_d > 0 else float("nan")
+        tp = round(quote + s * tp_d, digits) if tp_d > 0 else float("nan")
+        fee = spec.commission_per_lot_per_side * lot.lots
+        self.balance -= fee
         self._ticket += 1
         common = {"side": side, "lots": lot.lots, "magic": 20261125, "model_version": self.version}
-        self._trade_event("order_sent", price=entry, sl=sl, tp=tp, **common)
+        levels = {"sl": _num(sl), "tp": _num(tp)}
+        self._trade_event("order_sent", price=quote, **levels, **common)
         self._trade_event(
             "filled",
             ticket=self._ticket,
-            price=entry,
-            sl=sl,
-            tp=tp,
-            time=int(self.candles.time[i + 1]),
+            price=quote,
+            time=int(self.candles.time[i]),
+            **levels,
             **common,
         )
-        self.position = _Position(side, self._ticket, entry, sl, tp, lot.lots)
-
-    def _manage_position(self, i: int) -> None:
-        """Close on SL/TP touched by bar ``i`` (SL first when both: the pessimistic fill)."""
-        p = self.position
-        if p is None or self.spec is None:
-            return
-        lo, hi = self.candles.low[i], self.candles.high[i]
-        exit_price = None
-        if p.side == "BUY":
-            exit_price = p.sl if lo <= p.sl else (p.tp if hi >= p.tp else None)
-        else:
-            exit_price = p.sl if hi >= p.sl else (p.tp if lo <= p.tp else None)
-        if exit_price is None:
-            return
-        move = (exit_price - p.entry) * (1 if p.side == "BUY" else -1)
-        profit = risk.money_per_price_move(move, p.lots, self.spec, exit_price)
-        self.equity += profit
-        self.summary.pnl += profit
-        self._trade_event(
-            "closed",
-            ticket=p.ticket,
-            side=p.side,
-            price=exit_price,
-            lots=p.lots,
-            profit=round(profit, 2),
-            time=int(self.candles.time[i]),
-            model_version=self.version,
+        self.positions.append(
+            _Position(
+                side, self._ticket, quote, sl, tp, lot.lots, i, int(self.candles.time[i]), fee
+            )
         )
-        self.position = None
+
+    def _inside_bar(self, i: int) -> None:
+        """SL/TP on bar ``i``'s high/low, on the closing side (backtest core step 3)."""
+        spec = self.spec
+        assert spec is not None
+        o, h, lo = (float(a[i]) for a in (self.candles.open, self.candles.high, self.candles.low))
+        sp = self._spreads[i] * spec.point
+        for p in list(self.positions):
+            entry_bar = p.entry_bar == i
+            has_sl, has_tp = not np.isnan(p.sl), not np.isnan(p.tp)
+            hit: tuple[float, str] | None = None
+            if p.direction > 0:
+                if not entry_bar and has_sl and o <= p.sl:
+                    hit = (o, "SL")
+                elif not entry_bar and has_tp and o >= p.tp:
+                    hit = (o, "TP")
+                elif has_sl and lo <= p.sl:
+                    hit = (p.sl, "SL")  # stop first when both are inside the bar
+                elif has_tp and h >= p.tp:
+                    hit = (p.tp, "TP")
+            else:
+                oa = o + sp
+                if not entry_bar and has_sl and oa >= p.sl:
+                    hit = (oa, "SL")
+                elif not entry_bar and has_tp and oa <= p.tp:
+                    hit = (oa, "TP")
+                elif has_sl and h + sp >= p.sl:
+                    hit = (p.sl, "SL")
+                elif has_tp and lo + sp <= p.tp:
+                    hit = (p.tp, "TP")
+            if hit is not None:
+                self._close(p, i, hit[0], hit[1])
+
+    def _at_close(self, i: int, last: bool) -> None:
+        """Close tick: drawdown on the marked equity; at the end of data close what is open."""
+        c = float(self.candles.close[i])
+        if last:
+            sp = self._spreads[i] * self.spec.point  # type: ignore[union-attr]
+            for p in list(self.positions):
+                self._close(p, i, c if p.direction > 0 else c + sp, "end", report=False)
+        self._check_drawdown(self.balance + self._marks(i, c))
+
+    def _close(self, p: _Position, i: int, price: float, reason: str, report: bool = True) -> None:
+        """Book a close; report it as a ``closed`` trade event with its reason (the end of
+        the replay is not a close the EA makes, so it is not reported)."""
+        assert self.spec is not None
+        gross = risk.money_per_price_move(p.direction * (price - p.entry), p.lots, self.spec, price)
+        fee = self.spec.commission_per_lot_per_side * p.lots
+        self.balance += gross - fee
+        self.summary.pnl += gross - fee - p.commission
+        self.positions.remove(p)
+        self.trades.append(
+            {
+                "ticket": p.ticket,
+                "entry_time": p.entry_time,
+                "exit_time": int(self.candles.time[i]),
+                "entry_bar": p.entry_bar,
+                "exit_bar": i,
+                "side": p.side,
+                "lots": p.lots,
+                "entry_price": p.entry,
+                "exit_price": price,
+                "sl": p.sl,
+                "tp": p.tp,
+                "exit_reason": reason,
+                "gross_pnl": gross,
+                "commission": p.commission + fee,
+                "net_pnl": gross - p.commission - fee,
+            }
+        )
+        if report:
+            self._trade_event(
+                "closed",
+                ticket=p.ticket,
+                side=p.side,
+                price=price,
+                lots=p.lots,
+                profit=round(gross, 2),
+                time=int(self.candles.time[i]),
+                reason=_EVENT_REASON[reason],
+                model_version=self.version,
+            )
+
+    def trade_table(self) -> pd.DataFrame:
+        """Closed trades in entry order, with the backtest's column names (times as UTC)."""
+        frame = pd.DataFrame(
+            self.trades,
+            columns=[
+                "ticket", "entry_time", "exit_time", "entry_bar", "exit_bar", "side", "lots",
+                "entry_price", "exit_price", "sl", "tp", "exit_reason", "gross_pnl",
+                "commission", "net_pnl",
+            ],
+        )  # fmt: skip
+        frame = frame.sort_values("ticket", kind="stable").reset_index(drop=True)
+        for col in ("entry_time", "exit_time"):
+            frame[col] = pd.to_datetime(frame[col].astype("int64"), unit="s")
+        return frame
 
     def _line(self, text: str) -> None:
         if not self.cfg.quiet:
