@@ -104,7 +104,7 @@ class Comparison:
         ]
         for row in d.itertuples(index=False):
             lines.append(
-                f"{row.trade:>4}  {str(row.entry_time):<19}  {row.field:<12}  "
+                f"{row.trade:>4}  {row.entry_time!s:<19}  {row.field:<12}  "
                 f"{_fmt(row.backtest):>20}  {_fmt(row.ea):>20}"
             )
         if len(self.differences) > limit:
