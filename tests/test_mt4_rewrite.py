@@ -85,15 +85,7 @@ def test_import_block_becomes_a_namespace() -> None:
 
 def test_function_used_before_its_definition_gets_a_prototype() -> None:
     src = (
-        "void A()\n"
-        "  {\n"
-        "   B(1);\n"
-        "  }\n"
-        "//+---+\n"
-        "int B(int x,string s=\"d\")\n"
-        "  {\n"
-        "   return x;\n"
-        "  }\n"
+        'void A()\n  {\n   B(1);\n  }\n//+---+\nint B(int x,string s="d")\n  {\n   return x;\n  }\n'
     )
     assert rw(src) == (
         'int B(int x,string s=string("d"));\n'
@@ -126,7 +118,7 @@ def test_methods_and_calls_on_objects_need_no_prototype() -> None:
         ('#import "a.dll"\nint f();\n', "not closed"),
         ("double m[][4];\n", "multi-dimensional"),
         ('string s="abc;\n', "unterminated literal"),
-        ("input group \"x\";\n", "MQL5 only"),
+        ('input group "x";\n', "MQL5 only"),
     ],
 )
 def test_unsupported_constructs_fail_clearly(src: str, message: str) -> None:
@@ -137,8 +129,10 @@ def test_unsupported_constructs_fail_clearly(src: str, message: str) -> None:
 def test_tree_resolves_includes_once_and_lists_handlers_and_dlls(tmp_path: Path) -> None:
     inc = tmp_path / "Include" / "Lib"
     inc.mkdir(parents=True)
-    (inc / "A.mqh").write_text('#include <Lib/B.mqh>\nint A(){ return B(); }\n')
-    (inc / "B.mqh").write_text('#import "kernel32.dll"\nint GetTickCount64();\n#import\nint B(){ return 2; }\n')
+    (inc / "A.mqh").write_text("#include <Lib/B.mqh>\nint A(){ return B(); }\n")
+    (inc / "B.mqh").write_text(
+        '#import "kernel32.dll"\nint GetTickCount64();\n#import\nint B(){ return 2; }\n'
+    )
     ea = tmp_path / "EA.mq4"
     ea.write_text(
         "#include <Lib/A.mqh>\n#include <Lib/B.mqh>\n"
@@ -153,7 +147,7 @@ def test_tree_resolves_includes_once_and_lists_handlers_and_dlls(tmp_path: Path)
     assert "h.OnInit=&OnInit;" in main and "h.OnTimer" not in main
     assert (tree.include_dir / "Lib" / "B.mqh").read_text().startswith("#pragma once\n")
     (inc / "A.mqh").write_text("#include <Lib/Missing.mqh>\n")
-    with pytest.raises(RewriteError, match="Missing.mqh"):
+    with pytest.raises(RewriteError, match=r"Missing\.mqh"):
         rewrite_tree(ea, tmp_path / "Include", tmp_path / "out2")
 
 
@@ -167,22 +161,24 @@ def test_rewritten_snippet_compiles_and_behaves_like_mql(tmp_path: Path) -> None
     inc.mkdir(parents=True)
     (inc / "Snip.mqh").write_text(
         "#property strict\n"
-        "#define TAG \"snip\"\n"
+        '#define TAG "snip"\n'
         "int Count(const string &items[]) { return ArraySize(items); }\n"
         "string Run()\n"
         "  {\n"
         "   string items[];\n"
         "   ArrayResize(items,2);\n"
-        "   items[0]=\"a\"; items[1]=\"b\";\n"
-        "   return TAG+\":\"+Later(Count(items))+\":\"+IntegerToString(StringLen(\"é\"));\n"
+        '   items[0]="a"; items[1]="b";\n'
+        '   return TAG+":"+Later(Count(items))+":"+IntegerToString(StringLen("é"));\n'
         "  }\n"
-        "string Later(int n) { return \"n=\"+IntegerToString(n)+\" \"+DoubleToString(1.5,2); }\n"
+        'string Later(int n) { return "n="+IntegerToString(n)+" "+DoubleToString(1.5,2); }\n'
     )
     driver = tmp_path / "main.cpp"
     driver.write_text(
-        '#include <iostream>\n#include <T/Snip.mqh>\n'
+        "#include <iostream>\n#include <T/Snip.mqh>\n"
         "int main() { std::cout << Run() << std::endl; return 0; }\n"
     )
-    exe = build_parts(["T/Snip.mqh"], driver, include_root=tmp_path / "Include", cache=tmp_path / "c")
+    exe = build_parts(
+        ["T/Snip.mqh"], driver, include_root=tmp_path / "Include", cache=tmp_path / "c"
+    )
     out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
     assert out == "snip:n=2 1.50:2\n"  # StringLen counts UTF-8 bytes in the stand-in

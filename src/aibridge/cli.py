@@ -161,6 +161,89 @@ def demo_serve(
     raise typer.Exit(run_demo(model, bars, project_root()))
 
 
+@app.command("ea-replay")
+def ea_replay(
+    csv_path: Path = typer.Option(None, "--csv", help="MT4 CSV to replay (default: the sample)."),
+    endpoint: str = typer.Option("tcp://127.0.0.1:5555", help="Signal server endpoint."),
+    out: Path = typer.Option(Path("reports/ea_replay"), help="Output directory."),
+    instrument: str = typer.Option(
+        None, help="conf/instrument symbol or a YAML path (default: the CSV's symbol)."
+    ),
+    inputs: list[str] = typer.Option(
+        None, "--input", "-i", help="EA input override NAME=VALUE (repeatable)."
+    ),
+    trade: bool = typer.Option(
+        True, "--trade/--dry-run", help="Send orders (InpDryRun=false) or only log decisions."
+    ),
+    start_bar: int = typer.Option(0, help="First bar (index in the CSV)."),
+    stop_bar: int = typer.Option(None, help="Last bar (default: the end)."),
+    equity: float = typer.Option(10_000.0, help="Initial balance (account currency)."),
+    broker_utc_offset: int = typer.Option(0, help="Broker clock minus UTC, seconds."),
+) -> None:
+    """Run the MQL4 EA itself (compiled with g++ against the MT4 stand-in) over an MT4 CSV,
+    bar by bar, against a running signal server; writes trades.csv, the EA's journal,
+    summary.json and the EA's log."""
+    from aibridge.ingest.naming import parse_symbol_timeframe
+    from aibridge.instruments import load_instrument
+    from aibridge.mt4.build import BuildError
+    from aibridge.mt4.replay import ReplayError, check_server, run_replay
+
+    csv = csv_path or sample_data_path()
+    if not csv.is_file():
+        console.print(f"[red]ea-replay:[/] candle file {csv} not found")
+        raise typer.Exit(1)
+    parsed = parse_symbol_timeframe(csv)
+    symbol = (parsed[0] if parsed else None) or "EURUSD"
+    try:
+        ref = instrument or symbol
+        spec = ref if ref.endswith((".yaml", ".yml")) else load_instrument(ref)
+    except FileNotFoundError as exc:
+        console.print(f"[red]ea-replay:[/] {exc}")
+        raise typer.Exit(1) from None
+    overrides: dict[str, object] = {"InpDryRun": not trade}
+    for item in inputs or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            console.print(f"[red]ea-replay:[/] --input {item!r}: expected NAME=VALUE")
+            raise typer.Exit(1)
+        overrides[name.strip()] = value
+    why = check_server(endpoint, symbol, parsed[1] if parsed else "H1")
+    if why:
+        console.print(f"[red]ea-replay:[/] {why}")
+        raise typer.Exit(1)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        res = run_replay(
+            csv,
+            endpoint,
+            out / "terminal",
+            inputs=overrides,
+            instrument=spec,
+            initial_equity=equity,
+            broker_utc_offset_s=broker_utc_offset,
+            start_bar=start_bar,
+            stop_bar=stop_bar,
+        )
+    except (BuildError, ReplayError) as exc:
+        console.print(f"[red]ea-replay:[/] {str(exc).strip()}")
+        raise typer.Exit(1) from None
+    shutil.copyfile(res.out_dir / "trades.csv", out / "trades.csv")
+    shutil.copyfile(res.out_dir / "summary.json", out / "summary.json")
+    shutil.copyfile(res.log_path, out / "ea.log")
+    if res.journal_path is not None:
+        shutil.copyfile(res.journal_path, out / res.journal_path.name)
+    s = res.summary
+    console.print(
+        f"ea-replay: bars {s['first_bar']}-{s['last_bar']}, {len(res.trades)} trade(s), "
+        f"balance {s['balance']:.2f}, OnInit {s['init_result']}, "
+        f"{s['counts'].get('order_send_calls', 0)} OrderSend call(s), "
+        f"{res.seconds:.1f} s → {out}"
+    )
+    if s.get("fatal"):
+        console.print(f"[red]ea-replay:[/] the EA stopped: {s['fatal']}")
+        raise typer.Exit(1)
+
+
 register_server_commands(app)
 app.command("doctor")(doctor)
 app.command("sweep")(sweep)

@@ -142,9 +142,7 @@ def build_ea(
     dll_srcs = _dll_sources(tree.dlls)
     lib = libzmq_path() if "mqldll_libzmq" in tree.dlls else None
     runtime = [STANDIN / "mt4.hpp", STANDIN / "mt4.cpp"]
-    key = _digest(
-        list(tree.files.values()) + runtime + dll_srcs, [gxx, *CXXFLAGS, str(lib or "")]
-    )
+    key = _digest(list(tree.files.values()) + runtime + dll_srcs, [gxx, *CXXFLAGS, str(lib or "")])
     final = cache / f"ea-{key}"
     exe = final / source.stem
     if exe.is_file():
@@ -205,7 +203,9 @@ def build_parts(
         exe = cache / f"parts-{driver.stem}-{key}"
         if exe.is_file():
             return exe
-        objs = [_cached_object(gxx, STANDIN / "mt4.cpp", [STANDIN / "mt4.hpp"], ["MT4_NO_MAIN"], cache)]
+        objs = [
+            _cached_object(gxx, STANDIN / "mt4.cpp", [STANDIN / "mt4.hpp"], ["MT4_NO_MAIN"], cache)
+        ]
         objs += [_cached_object(gxx, s, [STANDIN / "mt4.hpp"], [], cache) for s in dll_srcs]
         obj = work / "driver.o"
         _compile(gxx, driver, obj, [STANDIN, tree.include_dir], [])

@@ -211,7 +211,7 @@ def run_replay(
     summary.json, ea.log) and ``MQL4/Files/`` (the EA's files; kept across runs in the same
     workdir, like a terminal's data folder). ``state_out`` with ``stop_bar``: the terminal
     state is saved after OnDeinit at that bar (an EA restart); ``state_in`` continues from
-    the saved bar + 1 (unless ``start_bar`` is given) with fresh EA globals.
+    the saved bar + 1 (unless a non-zero ``start_bar`` is given) with fresh EA globals.
     """
     started = time.perf_counter()
     csv_path = Path(csv_path)
@@ -266,8 +266,9 @@ def run_replay(
         "broker_utc_offset_s": str(int(broker_utc_offset_s)),
         "tester": _value(tester),
         "echo": _value(echo),
-        "start_bar": str(int(start_bar)),
     }
+    if state_in is None or start_bar:
+        cfg["start_bar"] = str(int(start_bar))
     if quote_to_account is not None:
         cfg["quote_to_account"] = repr(float(quote_to_account))
     if stop_bar is not None:
@@ -293,8 +294,10 @@ def run_replay(
         raise ReplayError(f"the stand-in exited with {returncode}:\n{tail}")
     # the EA's journal: InpJournalFile, else the per-chart aibridge_<symbol>_<tf>_<magic>.csv
     named = merged.get("InpJournalFile") or ""
-    journals = [files / str(named)] if named and (files / str(named)).is_file() else sorted(
-        (p for p in files.rglob("*.csv")), key=lambda p: p.stat().st_mtime
+    journals = (
+        [files / str(named)]
+        if named and (files / str(named)).is_file()
+        else sorted((p for p in files.rglob("*.csv")), key=lambda p: p.stat().st_mtime)
     )
     return ReplayResult(
         trades=_read_trades(out / "trades.csv"),
@@ -349,3 +352,40 @@ def _run_binary(
     if proc.returncode < 0:
         tail += f"\n(killed by signal {-proc.returncode}; timeout {timeout_s:.0f} s?)"
     return proc.returncode, tail
+
+
+def check_server(endpoint: str, symbol: str, timeframe: str, timeout_ms: int = 3000) -> str:
+    """One heartbeat with pyzmq; returns "" when the server answers, else why not."""
+    import orjson
+    import zmq
+
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(endpoint)
+        sock.send(
+            orjson.dumps(
+                {
+                    "protocol_version": 1,
+                    "type": "heartbeat",
+                    "request_id": "ea-replay-check",
+                    "symbol": symbol,
+                    "timeframe": timeframe,
+                    "client": "aibridge ea-replay",
+                }
+            )
+        )
+        if not sock.poll(timeout_ms, zmq.POLLIN):
+            return (
+                f"no signal server answers at {endpoint} (waited {timeout_ms} ms): "
+                "start `aibridge serve`"
+            )
+        reply = orjson.loads(sock.recv())
+        if reply.get("status") != "ok":
+            return f"server at {endpoint} answered {reply.get('code')}: {reply.get('message')}"
+        return ""
+    except zmq.ZMQError as exc:
+        return f"cannot connect to {endpoint}: {exc}"
+    finally:
+        sock.close(0)

@@ -102,7 +102,9 @@ def _mask(src: str, where: str) -> str:
             j = i + 1
             while j < n and src[j] != c:
                 if src[j] == "\n":
-                    raise RewriteError(f"{where}:{src.count(chr(10), 0, i) + 1}: unterminated literal")
+                    raise RewriteError(
+                        f"{where}:{src.count(chr(10), 0, i) + 1}: unterminated literal"
+                    )
                 j += 2 if src[j] == "\\" else 1
             if j >= n:
                 raise RewriteError(f"{where}:{src.count(chr(10), 0, i) + 1}: unterminated literal")
@@ -179,10 +181,8 @@ def _in_spans(pos: int, spans: list[tuple[int, int]]) -> bool:
 
 
 def _string_literals(src: str, masked: str, spans: list[tuple[int, int]], edits: _Edits) -> None:
-    """"..." -> string("...") outside directives (except #define bodies); merge adjacent."""
-    define_spans = [
-        (s, e) for s, e in spans if re.match(r"[ \t]*#[ \t]*define\b", masked[s:e])
-    ]
+    """ "..." -> string("...") outside directives (except #define bodies); merge adjacent."""
+    define_spans = [(s, e) for s, e in spans if re.match(r"[ \t]*#[ \t]*define\b", masked[s:e])]
     skip = [(s, e) for s, e in spans if (s, e) not in define_spans]
     i = 0
     while True:
@@ -271,14 +271,14 @@ def _imports(src: str, masked: str, where: str, edits: _Edits) -> None:
                 raise RewriteError(f"{where}:{_line_of(masked, m.start())}: #import without a file")
             if not name.lower().endswith(".dll"):
                 raise RewriteError(
-                    f"{where}:{_line_of(masked, m.start())}: #import \"{name}\": only DLL "
+                    f'{where}:{_line_of(masked, m.start())}: #import "{name}": only DLL '
                     "imports are supported by the stand-in"
                 )
             opened = (m.start(), m.end(), dll_namespace(name))
             continue
         if name:
             raise RewriteError(
-                f"{where}:{_line_of(masked, m.start())}: nested #import \"{name}\" (close the "
+                f'{where}:{_line_of(masked, m.start())}: nested #import "{name}" (close the '
                 "previous block with a bare #import)"
             )
         ns = opened[2]
@@ -433,7 +433,7 @@ def rewrite_source(src: str, path_label: str = "<mql>", *, main: bool = False) -
     _imports(src, masked, path_label, edits)
     _string_literals(src, masked, spans, edits)
     cursor = 0
-    for s, e in sorted(spans) + [(len(masked), len(masked))]:
+    for s, e in [*sorted(spans), (len(masked), len(masked))]:
         _arrays(masked, path_label, (cursor, s), edits)
         cursor = e
     _inputs(src, masked, path_label, edits)

@@ -1,0 +1,479 @@
+"""The unmodified MQL4 EA, compiled with g++ against the MT4 stand-in, run bar by bar.
+
+Most cases talk to a *scripted* protocol-v1 server (golden-fixture replies, decisions chosen
+per bar) so a fault is injected at a known order; one slow case runs the sample against the
+real ``SignalServer`` with a trained, registered model. Every fault the stand-in can inject
+(``aibridge.mt4.replay.FAULT_KEYS``) is asserted here through the EA's own behaviour: its
+journal, the orders the terminal holds and the trade events the server received.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import socket
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aibridge.instruments import load_instrument
+from aibridge.paths import sample_data_path
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+
+FIXTURES = Path(__file__).parent / "fixtures" / "protocol"
+N_BARS = 160
+MIN_BARS = 5
+
+
+@pytest.fixture(scope="module")
+def built() -> Any:
+    from aibridge.mt4.build import build_ea
+
+    return build_ea()
+
+
+@pytest.fixture(scope="module")
+def short_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first N_BARS bars of the sample, under a name that says EURUSD H1."""
+    path = tmp_path_factory.mktemp("csv") / "EURUSD60.csv"
+    lines = sample_data_path().read_text(encoding="utf-8").splitlines()[:N_BARS]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def times(short_csv: Path) -> list[int]:
+    from aibridge.mt4.replay import load_bars
+
+    return [int(t) for t in load_bars(short_csv, load_instrument("EURUSD"))["time"]]
+
+
+def _free_endpoint() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+class ScriptedServer:
+    """Protocol v1 REP server: fixture replies; decisions[bar_time] = (action, sl_pts, tp_pts)."""
+
+    def __init__(self, endpoint: str, decisions: dict[int, tuple[str, float, float]]) -> None:
+        self.endpoint = endpoint
+        self.decisions = decisions
+        self.requests: list[dict[str, Any]] = []
+        self._hb = json.loads((FIXTURES / "heartbeat.json").read_text())["reply"]
+        self._hb.update(min_bars=MIN_BARS, utc_offset_s=None, clock_check="unknown")
+        self._pr = json.loads((FIXTURES / "predict.json").read_text())["reply"]
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.event_id = 0
+
+    def start(self) -> ScriptedServer:
+        import zmq
+
+        self._stop.clear()
+        ctx = zmq.Context.instance()
+        sock = ctx.socket(zmq.REP)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(self.endpoint)
+        self._thread = threading.Thread(target=self._run, args=(sock,), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def _run(self, sock: Any) -> None:
+        import zmq
+
+        try:
+            while not self._stop.is_set():
+                if not sock.poll(20, zmq.POLLIN):
+                    continue
+                req = json.loads(sock.recv())
+                self.requests.append(req)
+                sock.send(json.dumps(self.reply(req)).encode())
+        finally:
+            sock.close(0)
+
+    def reply(self, req: dict[str, Any]) -> dict[str, Any]:
+        kind = req["type"]
+        if kind == "heartbeat":
+            return dict(self._hb, request_id=req["request_id"])
+        if kind == "predict":
+            bar_time = int(req["candles"][-1][0])
+            action, sl_pts, tp_pts = self.decisions.get(bar_time, ("HOLD", 0.0, 0.0))
+            rep = dict(self._pr, request_id=req["request_id"], bar_time=bar_time, action=action)
+            rep.update(confidence=0.9, p_buy=0.9 if action == "BUY" else 0.05)
+            rep.update(p_sell=0.9 if action == "SELL" else 0.05, model_version="3")
+            if action == "HOLD":
+                rep.update(sl=None, tp=None, sl_points=None, tp_points=None, reason="hold")
+            else:
+                rep.update(sl_points=sl_pts, tp_points=tp_pts, reason="signal")
+            return rep
+        self.event_id += 1
+        return {
+            "protocol_version": 1,
+            "request_id": req["request_id"],
+            "status": "ok",
+            "type": "trade_event",
+            "event": req.get("event"),
+            "event_id": self.event_id,
+        }
+
+    def events(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["type"] == "trade_event"]
+
+
+def _replay(built: Any, csv_path: Path, work: Path, endpoint: str, **kw: Any) -> Any:
+    from aibridge.mt4.replay import run_replay
+
+    inputs = {"InpDryRun": False, "InpRequestTimeoutMs": 300, "InpRetries": 0}
+    inputs.update(kw.pop("inputs", {}))
+    return run_replay(
+        csv_path,
+        endpoint,
+        work,
+        inputs=inputs,
+        instrument=load_instrument("EURUSD"),
+        built=built,
+        timeout_s=120,
+        **kw,
+    )
+
+
+def _journal(res: Any) -> list[dict[str, str]]:
+    assert res.journal_path is not None
+    with res.journal_path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _events(rows: list[dict[str, str]], name: str) -> list[dict[str, str]]:
+    return [r for r in rows if r["event"] == name]
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def test_scripted_trade_opens_at_the_next_open_and_exits_by_time(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    """BUY decided on bar 20's close -> filled at bar 21's open Ask; time exit after 24 bars."""
+    endpoint = _free_endpoint()
+    server = ScriptedServer(endpoint, {times[20]: ("BUY", 5000.0, 5000.0)}).start()
+    try:
+        res = _replay(built, short_csv, tmp_path, endpoint)
+    finally:
+        server.stop()
+    assert res.summary["init_result"] == 0 and not res.summary["fatal"]
+    assert len(res.trades) == 1, res.trades
+    t = res.trades.iloc[0]
+    assert (t.side, t.open_bar, t.close_bar, t.close_reason) == ("BUY", 21, 45, "close")
+    bars = __import__("aibridge.mt4.replay", fromlist=["load_bars"]).load_bars(
+        short_csv, load_instrument("EURUSD")
+    )
+    assert t.open_price == pytest.approx(bars.open[21] + 5 * 1e-5, abs=1e-9)  # Ask = Bid + 5 pts
+    assert t.close_price == pytest.approx(bars.open[45], abs=1e-9)  # long closes at Bid
+    assert t.commission == pytest.approx(-2 * 3.5 * t.lots)
+    assert res.summary["balance"] == pytest.approx(10_000 + t.profit + t.commission)
+    kinds = Counter((e["event"], e.get("ticket")) for e in server.events())
+    assert kinds == Counter({("filled", int(t.ticket)): 1, ("closed", int(t.ticket)): 1})
+    closed = next(e for e in server.events() if e["event"] == "closed")
+    assert closed.get("reason") == "time"
+
+
+def _expected_exit(bars: Any, i0: int, side: str, sl: float, tp: float) -> tuple[int, float, str]:
+    """core.py step 3 for one position (gap at the open only after the entry bar, stop first)."""
+    sp = 5 * 1e-5
+    for i in range(i0, len(bars)):
+        o, h, lo = bars.open[i], bars.high[i], bars.low[i]
+        entry = i == i0
+        if side == "BUY":
+            if not entry and o <= sl:
+                return i, o, "sl"
+            if not entry and o >= tp:
+                return i, o, "tp"
+            if lo <= sl:
+                return i, sl, "sl"
+            if h >= tp:
+                return i, tp, "tp"
+        else:
+            oa = o + sp
+            if not entry and oa >= sl:
+                return i, oa, "sl"
+            if not entry and oa <= tp:
+                return i, oa, "tp"
+            if h + sp >= sl:
+                return i, sl, "sl"
+            if lo + sp <= tp:
+                return i, tp, "tp"
+    raise AssertionError("no exit")
+
+
+@pytest.mark.parametrize(
+    ("side", "sl_pts", "tp_pts"), [("SELL", 3000.0, 40.0), ("BUY", 45.0, 3000.0)]
+)
+def test_stops_fill_intrabar_like_the_backtest(
+    built: Any,
+    short_csv: Path,
+    times: list[int],
+    tmp_path: Path,
+    side: str,
+    sl_pts: float,
+    tp_pts: float,
+) -> None:
+    """SL/TP inside the bar on the closing side, exactly as the kernel; " [tp]"/" [sl]" comment."""
+    from aibridge.mt4.replay import load_bars
+
+    endpoint = _free_endpoint()
+    server = ScriptedServer(endpoint, {times[30]: (side, sl_pts, tp_pts)}).start()
+    try:
+        res = _replay(built, short_csv, tmp_path, endpoint, stop_bar=80)
+    finally:
+        server.stop()
+    t = res.trades.iloc[0]
+    bars = load_bars(short_csv, load_instrument("EURUSD"))
+    bar, price, reason = _expected_exit(bars, 31, side, t.sl, t.tp)
+    assert (t.side, t.open_bar, t.close_bar, t.close_reason) == (side, 31, bar, reason)
+    assert t.close_price == pytest.approx(price, abs=1e-9)
+    assert t.comment.endswith(f" [{reason}]")
+    closed = next(e for e in server.events() if e["event"] == "closed")
+    assert closed.get("reason") == reason
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_requote_and_off_quotes_then_success(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    endpoint = _free_endpoint()
+    server = ScriptedServer(endpoint, {times[20]: ("BUY", 5000.0, 5000.0)}).start()
+    try:
+        res = _replay(
+            built,
+            short_csv,
+            tmp_path,
+            endpoint,
+            stop_bar=30,
+            faults={"order_send": {1: 138, 2: 136}},
+        )
+    finally:
+        server.stop()
+    counts = res.summary["counts"]
+    assert counts["order_send_calls"] == 3 and counts["orders_opened"] == 1
+    assert res.summary["order_send_errors"] == {"138": 1, "136": 1}
+    rows = _journal(res)
+    assert [int(r["error_code"]) for r in _events(rows, "order_error")][:2] == [138, 136]
+    assert len(_events(rows, "order_result")) == 1
+    assert [e["event"] for e in server.events()] == ["filled"]
+
+
+def test_trade_context_busy_is_waited_out(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    endpoint = _free_endpoint()
+    server = ScriptedServer(endpoint, {times[20]: ("SELL", 5000.0, 5000.0)}).start()
+    try:
+        res = _replay(
+            built,
+            short_csv,
+            tmp_path,
+            endpoint,
+            stop_bar=30,
+            faults={"context_busy": {"calls": 2, "from_bar": 21}},
+        )
+    finally:
+        server.stop()
+    assert res.summary["counts"]["context_busy_injected"] == 2
+    assert res.summary["counts"]["orders_opened"] == 1
+    rows = _journal(res)
+    assert any(int(r["error_code"]) == 146 for r in rows), "the busy context is journaled"
+    assert [e["event"] for e in server.events()] == ["filled"]
+
+
+def test_trade_timeout_but_the_order_opened_is_found_not_doubled(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    endpoint = _free_endpoint()
+    server = ScriptedServer(endpoint, {times[20]: ("BUY", 5000.0, 5000.0)}).start()
+    try:
+        res = _replay(
+            built,
+            short_csv,
+            tmp_path,
+            endpoint,
+            stop_bar=30,
+            faults={"order_send_timeout_opened": [1]},
+        )
+    finally:
+        server.stop()
+    counts = res.summary["counts"]
+    assert counts["orders_opened"] == 1 and counts["order_send_calls"] == 1, counts
+    assert res.summary["order_send_errors"] == {"128": 1}
+    rows = _journal(res)
+    assert _events(rows, "order_found"), "the EA looked for the order by its comment"
+    events = server.events()
+    assert [e["event"] for e in events] == ["filled"]
+    assert events[0]["ticket"] == int(res.trades.ticket.iloc[0])
+
+
+def test_ecn_stops_that_cannot_be_set_close_the_position(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    endpoint = _free_endpoint()
+    server = ScriptedServer(endpoint, {times[20]: ("BUY", 300.0, 600.0)}).start()
+    try:
+        res = _replay(
+            built,
+            short_csv,
+            tmp_path,
+            endpoint,
+            stop_bar=30,
+            inputs={"InpStopsAfterFill": True},
+            faults={"order_modify": {1: 130, 2: 145, 3: 130, 4: 130, 5: 130}},
+        )
+    finally:
+        server.stop()
+    assert res.summary["counts"]["order_modify_calls"] >= 1
+    t = res.trades.iloc[0]
+    assert t.sl == 0 and t.close_bar == t.open_bar == 21, "closed unprotected on the fill bar"
+    closed = [e for e in server.events() if e["event"] == "closed"]
+    assert closed and closed[0].get("reason") == "unprotected"
+
+
+def test_stop_and_freeze_levels_widen_the_stops(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    endpoint = _free_endpoint()
+    server = ScriptedServer(endpoint, {times[20]: ("BUY", 20.0, 20.0)}).start()
+    try:
+        res = _replay(
+            built,
+            short_csv,
+            tmp_path,
+            endpoint,
+            stop_bar=22,
+            faults={"stop_level": 40, "freeze_level": 10},
+        )
+    finally:
+        server.stop()
+    assert res.summary["order_send_errors"] == {}, "no 130: SL/TP widened to the stop level"
+    t = res.trades.iloc[0]
+    bid = t.open_price - 5e-5
+    assert bid - t.sl >= 40e-5 - 1e-9 and t.tp - bid >= 40e-5 - 1e-9
+
+
+def test_server_down_at_start_then_up(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    endpoint = _free_endpoint()
+    server = ScriptedServer(endpoint, {times[30]: ("BUY", 5000.0, 5000.0)})
+    try:
+        res = _replay(
+            built,
+            short_csv,
+            tmp_path,
+            endpoint,
+            stop_bar=40,
+            faults={"pause": {20: "start_server"}},
+            on_pause=lambda tag, bar: server.start(),
+        )
+    finally:
+        server.stop()
+    assert res.summary["init_result"] == 0, "OnInit succeeds without a server"
+    rows = _journal(res)
+    assert _events(rows, "heartbeat_failed"), "the missing server is journaled"
+    assert len(res.trades) == 1 and res.trades.open_bar.iloc[0] == 31
+
+
+def test_server_killed_and_restarted_mid_run_loses_no_event(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    """The time exit happens while the server is down: the closed event is sent later."""
+    endpoint = _free_endpoint()
+    server = ScriptedServer(endpoint, {times[20]: ("BUY", 5000.0, 5000.0)}).start()
+
+    def hook(tag: str, bar: int) -> None:
+        (server.stop if tag == "kill" else server.start)()
+
+    try:
+        res = _replay(
+            built,
+            short_csv,
+            tmp_path,
+            endpoint,
+            stop_bar=70,
+            faults={"pause": {40: "kill", 50: "restart"}},
+            on_pause=hook,
+        )
+    finally:
+        server.stop()
+    t = res.trades.iloc[0]
+    assert t.close_bar == 45
+    events = server.events()
+    assert Counter(e["event"] for e in events) == Counter({"filled": 1, "closed": 1})
+    assert len({e["request_id"] for e in events}) == len(events)
+
+
+def test_ea_restart_mid_run_keeps_positions_and_events(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    """Stop after bar 30 with a position open; a fresh EA continues at bar 31 and closes it."""
+    endpoint = _free_endpoint()
+    server = ScriptedServer(endpoint, {times[20]: ("BUY", 5000.0, 5000.0)}).start()
+    state = tmp_path / "terminal.state"
+    try:
+        first = _replay(built, short_csv, tmp_path, endpoint, stop_bar=30, state_out=state)
+        assert first.summary["state_saved"] and first.summary["open_orders"] == 1
+        second = _replay(built, short_csv, tmp_path, endpoint, stop_bar=70, state_in=state)
+    finally:
+        server.stop()
+    assert second.summary["first_bar"] == 31
+    assert len(second.trades) == 1
+    t = second.trades.iloc[0]
+    assert (t.open_bar, t.close_bar) == (21, 45)
+    # the server stores a request id once: what counts is one id per (ticket, event)
+    unique = {e["request_id"]: e for e in server.events()}
+    assert Counter((e["event"], e.get("ticket")) for e in unique.values()) == Counter(
+        {("filled", int(t.ticket)): 1, ("closed", int(t.ticket)): 1}
+    )
+
+
+# --------------------------------------------------------------------------- real server
+
+
+@pytest.mark.slow
+def test_sample_against_the_real_server(
+    built: Any, trained_model_store: Any, tmp_path: Path
+) -> None:
+    from aibridge.mt4.replay import run_replay
+    from tests.server_fixtures import real_models, running_server
+
+    models = real_models(
+        trained_model_store.tracking_uri, [trained_model_store.model_uri], tmp_path / "cache"
+    )
+    with running_server(tmp_path, models) as (_server, endpoint):
+        res = run_replay(
+            sample_data_path(),
+            endpoint,
+            tmp_path / "run",
+            inputs={"InpDryRun": False},
+            instrument=load_instrument("EURUSD"),
+            built=built,
+            stop_bar=1500,
+        )
+    assert res.summary["init_result"] == 0 and not res.summary["fatal"]
+    rows = _journal(res)
+    decisions = _events(rows, "decision")
+    assert len(decisions) > 1400, "one decision per closed bar once min_bars are there"
+    assert not _events(rows, "predict_failed") and not _events(rows, "heartbeat_failed")
+    assert res.summary["counts"]["ticks"] == 2 * 1501 + 1
