@@ -4,9 +4,8 @@
 //|                                                                  |
 //| MQL4 strings are UTF-16; ZeroMQ frames and the journal file are  |
 //| UTF-8 bytes. These two functions are the only places where the   |
-//| EA converts, and they do it explicitly with CP_UTF8 (the         |
-//| wrapper's ZmqMsg(string)/getData() conversions are not used, so  |
-//| the encoding never depends on the wrapper version).              |
+//| EA converts, and they do it explicitly with CP_UTF8: libzmq sees |
+//| only byte arrays (Transport.mqh).                                |
 //| Pure MQL, C++-compatible subset (compiled by the tests).         |
 //+------------------------------------------------------------------+
 #property strict
