@@ -285,3 +285,18 @@ def test_new_optional_fields_are_validated() -> None:
     assert (ok.reason, ok.seq, ok.account, ok.remainder_ticket) == ("time", 2, 5, 9)
     assert _code(te + b'"reason":"' + b"x" * 33 + b'"}') is ErrorCode.SCHEMA
     assert _code(te + b'"seq":-1}') is ErrorCode.SCHEMA
+
+
+def test_docs_describe_every_error_code_and_field() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    for code in ErrorCode:
+        assert f"| `{code.value}` |" in text, code
+    models = (HeartbeatRequest, PredictRequest, TradeEventRequest, *REPLY_MODELS.values())
+    for model in models:
+        for name in model.model_fields:
+            assert f"`{name}`" in text, (model.__name__, name)
+    from aibridge.protocol import InstrumentBlock, Position, ReconcileBlock, RiskBlock
+
+    for model in (Position, RiskBlock, InstrumentBlock, ReconcileBlock):
+        for name in model.model_fields:
+            assert f"{name}" in text, (model.__name__, name)

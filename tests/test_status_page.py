@@ -37,6 +37,16 @@ def busy_server(trained_model_store: TrainedStore, tmp_path_factory: pytest.Temp
         sock.send(b"{not json")
         sock.recv()
         sock.close()
+        # an EA holding a position the server never saw filled, without a stop loss
+        position = {"ticket": 999, "side": "SELL", "lots": 0.1, "open_price": 1.1, "sl": None,
+                    "tp": None, "open_time": 1_497_574_800}  # fmt: skip
+        hb = {"type": "heartbeat", "symbol": "EURUSD", "timeframe": "H1", "account": 12345,
+              "magic": 20261125, "positions": [position]}  # fmt: skip
+        assert ReqClient(ep).call(hb)["reconcile"] == {
+            "orphans": 1,
+            "unprotected": 1,
+            "missing_closes": 0,
+        }
         base = f"http://127.0.0.1:{server.http.port}"
         assert wait_for(lambda: len(_json(base)["last_decisions"]) == 5, timeout=10)
         yield server, base
@@ -57,6 +67,9 @@ def test_status_json_reports_model_traffic_and_errors(busy_server) -> None:
     assert doc["last_errors"][0]["code"] == "bad_json"
     assert doc["latency"]["n"] >= 6 and doc["latency"]["p50_ms"] > 0
     assert doc["requests_per_s"]["predict"] > 0
+    [ledger] = doc["ledger"]
+    assert (ledger["account"], ledger["magic"], ledger["symbol"]) == (12345, 20261125, "EURUSD")
+    assert ledger["detail"]["orphans"] == ledger["detail"]["unprotected"] == [999]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
@@ -80,3 +93,6 @@ def test_status_page_renders_in_headless_chromium(busy_server, tmp_path: Path) -
     errors = dom.split('id="errors"')[1].split("</div>")[0]
     assert "bad_json" in errors
     assert "p50" in dom.split('id="latency"')[1]
+    assert '<span id="ledger-status" class="unhealthy">2 finding(s)</span>' in dom
+    ledger = dom.split('id="ledger"')[1].split("</div>")[0]
+    assert ledger.count("<tr>") == 2 and "<td>999</td>" in ledger and "20261125" in ledger
