@@ -305,3 +305,17 @@ def test_serve_cli_validates_clock_mismatch(tmp_path: Path) -> None:
     )  # fmt: skip
     assert res.exit_code == 1
     assert "clock_mismatch" in res.output
+
+
+def test_served_risk_block_carries_the_exit_policy_from_conf() -> None:
+    from aibridge.risk import load_risk_settings
+    from aibridge.server.run import risk_block
+    from aibridge.server.settings import load_serve_settings
+
+    risk, conf = risk_block(), load_risk_settings()
+    assert (risk["close_on_opposite"], risk["max_hold_bars"]) == (
+        conf.close_on_opposite,
+        conf.max_hold_bars,
+    )
+    assert load_serve_settings().clock_mismatch == "warn"
+    assert load_serve_settings({"clock_mismatch": "refuse"}).clock_mismatch == "refuse"
