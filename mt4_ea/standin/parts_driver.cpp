@@ -1,9 +1,16 @@
-// driver.cpp -- runs the EA's pure MQL4 includes (compiled with mql4_shim.hpp) for
-// tests/test_ea_sources.py. Usage: driver MODE [args] < input; prints plain lines.
-#include "gen.hpp"
-
+// parts_driver.cpp -- runs the EA's pure MQL4 includes (Json, Text, Protocol, LotSize, Risk,
+// Trade), rewritten by src/aibridge/mt4/rewrite.py and linked with the stand-in runtime
+// (mt4.cpp without its main), for tests/test_ea_sources.py.
+// Usage: parts_driver MODE [args] < input; prints plain lines.
 #include <iostream>
 #include <sstream>
+
+#include <AIBridge/Json.mqh>
+#include <AIBridge/Text.mqh>
+#include <AIBridge/Protocol.mqh>
+#include <AIBridge/LotSize.mqh>
+#include <AIBridge/Risk.mqh>
+#include <AIBridge/Trade.mqh>
 
 static string read_all() {
   std::stringstream ss;
@@ -35,10 +42,30 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (mode == "build_heartbeat") {
-    std::cout << AIB_BuildHeartbeat(argv[2], argv[3], argv[4], argv[5]);
+    // args: rid symbol tf client account magic utc_offset digits lot_digits;
+    // stdin: one position per line: ticket side lots open_price sl tp open_time (0 = null)
+    MqlArr<AibPosition> pos;
+    long ticket, open_time;
+    string side;
+    double lots, price, sl, tp;
+    int n = 0;
+    while (std::cin >> ticket >> side >> lots >> price >> sl >> tp >> open_time) {
+      ArrayResize(pos, n + 1);
+      pos[n].ticket = ticket;
+      pos[n].side = side;
+      pos[n].lots = lots;
+      pos[n].open_price = price;
+      pos[n].sl = sl;
+      pos[n].tp = tp;
+      pos[n].open_time = open_time;
+      n++;
+    }
+    std::cout << AIB_BuildHeartbeat(argv[2], argv[3], argv[4], argv[5], std::atol(argv[6]),
+                                    std::atol(argv[7]), std::atol(argv[8]), pos, n,
+                                    std::atoi(argv[9]), std::atoi(argv[10]));
     return 0;
   }
-  if (mode == "build_predict") {  // args: rid symbol tf spread digits; stdin: t o h l c v
+  if (mode == "build_predict") {  // args: rid symbol tf spread utc_offset digits; stdin: t o h l c v
     MqlArr<AibCandle> candles;
     long t, v;
     double o, h, l, c;
@@ -53,8 +80,8 @@ int main(int argc, char **argv) {
       candles[n].volume = v;
       n++;
     }
-    std::cout << AIB_BuildPredict(argv[2], argv[3], argv[4], std::atoi(argv[5]), candles, n,
-                                  std::atoi(argv[6]));
+    std::cout << AIB_BuildPredict(argv[2], argv[3], argv[4], std::atoi(argv[5]),
+                                  std::atol(argv[6]), candles, n, std::atoi(argv[7]));
     return 0;
   }
   if (mode == "build_trade_event") {  // args: rid digits lot_digits; stdin: key<TAB>value
@@ -79,6 +106,10 @@ int main(int argc, char **argv) {
       else if (k == "time") e.time = std::atol(v.c_str());
       else if (k == "model_version") e.model_version = v;
       else if (k == "comment") e.comment = v;
+      else if (k == "account") e.account = std::atol(v.c_str());
+      else if (k == "reason") e.reason = v;
+      else if (k == "seq") e.seq = std::atol(v.c_str());
+      else if (k == "remainder_ticket") e.remainder_ticket = std::atol(v.c_str());
     }
     std::cout << AIB_BuildTradeEvent(argv[2], e, std::atoi(argv[3]), std::atoi(argv[4]));
     return 0;
@@ -109,7 +140,18 @@ int main(int argc, char **argv) {
                 << "\nrisk.max_total_lots\t" << g(hb.max_total_lots) << "\nrisk.min_confidence\t"
                 << g(hb.min_confidence) << "\nrisk.trading_start_hour\t" << hb.trading_start_hour
                 << "\nrisk.trading_end_hour\t" << hb.trading_end_hour << "\nrisk.min_lot_policy\t"
-                << hb.min_lot_policy << "\nmodel_status\t" << hb.model_status << "\n";
+                << hb.min_lot_policy << "\nmodel_status\t" << hb.model_status
+                << "\nhas_exit_policy\t" << hb.has_exit_policy << "\nrisk.close_on_opposite\t"
+                << hb.close_on_opposite << "\nrisk.max_hold_bars\t" << hb.max_hold_bars
+                << "\nhas_instrument\t" << hb.has_instrument << "\ninstrument.digits\t"
+                << hb.inst_digits << "\ninstrument.point\t" << g(hb.inst_point)
+                << "\ninstrument.tick_size\t" << g(hb.inst_tick_size)
+                << "\ninstrument.contract_size\t" << g(hb.inst_contract_size)
+                << "\nhas_utc_offset\t" << hb.has_utc_offset << "\nutc_offset_s\t"
+                << hb.utc_offset_s << "\nclock_check\t" << hb.clock_check << "\nhas_reconcile\t"
+                << hb.has_reconcile << "\nreconcile.orphans\t" << hb.rec_orphans
+                << "\nreconcile.unprotected\t" << hb.rec_unprotected
+                << "\nreconcile.missing_closes\t" << hb.rec_missing_closes << "\n";
     } else if (st.type == "predict") {
       AibPrediction p;
       bool usable = AIB_ReadPrediction(doc, p);
@@ -181,6 +223,10 @@ int main(int argc, char **argv) {
         std::cout << AIB_EntryVeto(spread, max_spread, halted != 0, hour, start, end, lots, n_open,
                                    open_lots, max_open, max_lots)
                   << "\n";
+      } else if (name == "exit") {
+        int d, s, held, opp, max_hold;
+        std::cin >> d >> s >> held >> opp >> max_hold;
+        std::cout << AIB_ExitReason(d, s, held, opp != 0, max_hold) << "\n";
       } else if (name == "retryable") {
         int c;
         std::cin >> c;
@@ -223,7 +269,7 @@ int main(int argc, char **argv) {
     }
     return 0;
   }
-  if (mode == "utf8") {  // encode + decode round trip of stdin (byte-level in the shim)
+  if (mode == "utf8") {  // encode + decode round trip of stdin (CP_UTF8 both ways)
     string text = read_all();
     MqlArr<uchar> bytes;
     int n = AIB_Utf8Encode(text, bytes);
