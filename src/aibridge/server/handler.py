@@ -19,6 +19,7 @@ import orjson
 import aibridge
 from aibridge.protocol import (
     PROTOCOL_VERSION,
+    UTC_OFFSET_STEP_S,
     ErrorCode,
     HeartbeatRequest,
     PredictRequest,
@@ -313,12 +314,14 @@ class RequestHandler:
         model_offset = _model_utc_offset(model)
         result = clock_check(ea_offset, model_offset)
         if result == "mismatch":
+            assert ea_offset is not None and model_offset is not None
             self.metrics.clock_mismatches.labels(rtype, info.symbol, info.timeframe).inc()
-            seen = (info.symbol, info.timeframe, ea_offset, model_offset)
+            ea_zone = round(ea_offset / UTC_OFFSET_STEP_S) * UTC_OFFSET_STEP_S  # lag varies
+            seen = (info.symbol, info.timeframe, ea_zone, model_offset)
             if seen not in self._clock_warned:
                 self._clock_warned.add(seen)
                 log.warning(
-                    f"{info.symbol} {info.timeframe}: the EA's broker is at UTC{ea_offset:+d} s, "
+                    f"{info.symbol} {info.timeframe}: the EA's broker is at UTC{ea_zone:+d} s, "
                     f"model {info.name} v{info.version} was trained on UTC{model_offset:+d} s "
                     f"data; hour/weekday features are shifted "
                     f"({'refusing decisions' if self.clock_mismatch == 'refuse' else 'answering'})",
