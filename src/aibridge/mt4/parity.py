@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -206,3 +207,300 @@ def reasons_from_journal(events: Iterable[dict[str, Any]]) -> dict[int, str]:
         if e.get("event") == "closed" and e.get("ticket") is not None and e.get("reason"):
             out[int(e["ticket"])] = normalise_reason(e["reason"])
     return out
+
+
+# --------------------------------------------------------------------------- one case
+
+
+@dataclass
+class ParityCase:
+    """One CSV through the compiled EA and through the backtest."""
+
+    name: str
+    csv_path: str
+    model_uri: str
+    comparison: Comparison
+    backtest_trades: pd.DataFrame
+    ea_trades: pd.DataFrame
+    served_risk: dict[str, Any]
+    seconds: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "csv": self.csv_path,
+            "model_uri": self.model_uri,
+            "ok": self.comparison.ok,
+            "trades": len(self.backtest_trades),
+            "exit_reasons_backtest": {
+                str(k): int(v)
+                for k, v in trade_frame(self.backtest_trades)["exit_reason"].value_counts().items()
+            }
+            if len(self.backtest_trades)
+            else {},
+            "comparison": self.comparison.to_dict(),
+            "served_risk": self.served_risk,
+            "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
+            "notes": self.notes,
+        }
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _heartbeat(
+    endpoint: str, symbol: str, timeframe: str, timeout_ms: int
+) -> dict[str, Any] | None:
+    import orjson
+    import zmq
+
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(endpoint)
+        sock.send(
+            orjson.dumps(
+                {
+                    "protocol_version": 1,
+                    "type": "heartbeat",
+                    "request_id": "parity-hb",
+                    "symbol": symbol,
+                    "timeframe": timeframe,
+                    "client": "aibridge ea-parity",
+                }
+            )
+        )
+        if not sock.poll(timeout_ms):
+            return None
+        return dict(orjson.loads(sock.recv()))
+    finally:
+        sock.close(0)
+
+
+class ServedModel:
+    """``aibridge serve`` for one model URI on a free loopback port, in its own process."""
+
+    def __init__(
+        self,
+        model_uri: str,
+        tracking_uri: str,
+        workdir: Path,
+        cwd: Path | None = None,
+        symbol: str = "EURUSD",
+        timeframe: str = "H1",
+    ) -> None:
+        self.symbol, self.timeframe = symbol, timeframe
+        self.model_uri = model_uri
+        self.tracking_uri = tracking_uri
+        self.workdir = workdir
+        self.cwd = cwd
+        self.port = _free_port()
+        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+        self.journal = workdir / "journal.sqlite"
+        self.proc: Any = None
+        self.heartbeat: dict[str, Any] = {}
+
+    def __enter__(self) -> ServedModel:
+        import subprocess
+        import sys
+        import time
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable, "-m", "aibridge.server", "serve",
+            "--model", self.model_uri, "--tracking-uri", self.tracking_uri,
+            "--port", str(self.port), "--journal", str(self.journal),
+            "--no-metrics", "--poll-interval", "0",
+            "--model-cache-dir", str(self.workdir / "models"),
+            "--log-path", str(self.workdir / "server.log"),
+        ]  # fmt: skip
+        self.log = (self.workdir / "server.stderr").open("w")
+        env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MLFLOW_")}
+        self.proc = subprocess.Popen(
+            cmd, cwd=self.cwd, stdout=self.log, stderr=subprocess.STDOUT, env=env
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"aibridge serve exited with {self.proc.returncode}:\n"
+                    + (self.workdir / "server.stderr").read_text()[-3000:]
+                )
+            hb = _heartbeat(self.endpoint, self.symbol, self.timeframe, 500)
+            if hb and hb.get("status") == "ok" and hb.get("model"):
+                self.heartbeat = hb
+                return self
+            time.sleep(0.1)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"aibridge serve did not answer at {self.endpoint} within 120 s")
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+        import subprocess
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def served_risk_settings(heartbeat: dict[str, Any]) -> tuple[Any, list[str]]:
+    """The risk rules and exit policy the server sent (conf/risk for fields it did not send)."""
+    from aibridge.risk import RiskSettings, load_risk_settings
+
+    notes: list[str] = []
+    served = dict(heartbeat.get("risk") or {})
+    known = set(RiskSettings.model_fields)
+    base = load_risk_settings().model_dump()
+    missing = sorted(k for k in ("close_on_opposite", "max_hold_bars") if k not in served)
+    if missing:
+        notes.append(f"heartbeat has no {', '.join(missing)}: conf/risk values used")
+    return RiskSettings.model_validate(
+        base | {k: v for k, v in served.items() if k in known}
+    ), notes
+
+
+def _ea_journal_reasons(path: Path | None) -> dict[int, str]:
+    """ticket → reason from the EA's own CSV journal (columns found by name), if it has them."""
+    if path is None or not Path(path).is_file():
+        return {}
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="skip")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return {}
+    cols = {c.lower(): c for c in frame.columns}
+    if not {"ticket", "reason"} <= set(cols):
+        return {}
+    event = cols.get("event") or cols.get("kind")
+    out: dict[int, str] = {}
+    for row in frame.itertuples(index=False):
+        rec = dict(zip(frame.columns, row, strict=True))
+        if event and str(rec[event]).lower() != "closed":
+            continue
+        try:
+            ticket = int(float(rec[cols["ticket"]]))
+        except ValueError:
+            continue
+        if rec[cols["reason"]]:
+            out[ticket] = normalise_reason(rec[cols["reason"]])
+    return out
+
+
+def ea_trade_list(
+    trades: pd.DataFrame, server_reasons: dict[int, str], ea_reasons: dict[int, str]
+) -> tuple[pd.DataFrame, list[str]]:
+    """The stand-in's trades with EA closes (``close``) given the reason the EA reported:
+    the server journal's ``closed`` event first, the EA's CSV journal second."""
+    notes: list[str] = []
+    out = trades.copy()
+    reasons = []
+    unresolved = 0
+    for ticket, reason in zip(out["ticket"], out["close_reason"], strict=True):
+        r = normalise_reason(reason)
+        if r == "close":
+            r = server_reasons.get(int(ticket)) or ea_reasons.get(int(ticket)) or "close"
+            unresolved += r == "close"
+        reasons.append(r)
+    out["close_reason"] = reasons
+    if unresolved:
+        notes.append(f"{unresolved} EA closes without a reported reason")
+    return out, notes
+
+
+def run_case(
+    name: str,
+    csv_path: Path,
+    tracking_uri: str,
+    model_uri: str,
+    workdir: Path,
+    *,
+    project_root: Path | None = None,
+    symbol: str | None = None,
+    echo: bool = False,
+) -> ParityCase:
+    """Serve ``model_uri``, replay ``csv_path`` through the compiled EA, backtest the same
+    bars with the pyfunc's decisions and the served rules, compare the trade lists."""
+    import time
+
+    import mlflow
+
+    from aibridge.backtest.engine import run_backtest
+    from aibridge.backtest.stage import CANDLE_COLUMNS, load_settings, signals_from_decisions
+    from aibridge.ingest import read_mt4_csv
+    from aibridge.ingest.naming import parse_symbol_timeframe
+    from aibridge.instruments import load_instrument
+    from aibridge.mt4.replay import run_replay
+    from aibridge.server.journal import tail
+
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    parsed = parse_symbol_timeframe(csv_path) or ("EURUSD", "H1")
+    spec = load_instrument(symbol or parsed[0])
+    engine = load_settings(_no_cfg()).engine
+    workdir.mkdir(parents=True, exist_ok=True)
+    served = ServedModel(
+        model_uri, tracking_uri, workdir / "server", project_root, spec.symbol, parsed[1]
+    )
+    with served as server:
+        seconds["serve_start"] = time.perf_counter() - t0
+        hb = server.heartbeat
+        risk, notes = served_risk_settings(hb)
+        t1 = time.perf_counter()
+        replay = run_replay(
+            csv_path,
+            server.endpoint,
+            workdir / "replay",
+            inputs={"InpDryRun": False},
+            instrument=spec,
+            initial_equity=engine.initial_equity,
+            spread_points=engine.spread_points,
+            swap=engine.swap,
+            broker_utc_offset_s=int(hb.get("utc_offset_s") or 0),
+            echo=echo,
+        )
+        seconds["replay"] = time.perf_counter() - t1
+    events = tail(server.journal, "trade_events", 1_000_000) if server.journal.is_file() else []
+    ea, more = ea_trade_list(
+        replay.trades, reasons_from_journal(events), _ea_journal_reasons(replay.journal_path)
+    )
+    notes += more
+
+    t2 = time.perf_counter()
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    model = mlflow.pyfunc.load_model(model_uri)
+    candles = read_mt4_csv(csv_path).candles
+    decisions = model.predict(candles[CANDLE_COLUMNS])
+    sig, sl, tp = signals_from_decisions(decisions, spec.point)
+    bt = run_backtest(candles[CANDLE_COLUMNS], sig, sl, tp, spec, risk, engine)
+    seconds["backtest"] = time.perf_counter() - t2
+    comparison = compare_trades(bt.trades, ea, spec.point)
+    seconds["total"] = time.perf_counter() - t0
+    return ParityCase(
+        name=name,
+        csv_path=str(csv_path),
+        model_uri=model_uri,
+        comparison=comparison,
+        backtest_trades=bt.trades,
+        ea_trades=ea,
+        served_risk=dict(hb.get("risk") or {}),
+        seconds=seconds,
+        notes=notes,
+    )
+
+
+def _no_cfg() -> Any:
+    """An empty config: ``load_settings`` then reads ``conf/backtest/default.yaml``."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({})
