@@ -62,12 +62,18 @@ def _free_endpoint() -> str:
 class ScriptedServer:
     """Protocol v1 REP server: fixture replies; decisions[bar_time] = (action, sl_pts, tp_pts)."""
 
-    def __init__(self, endpoint: str, decisions: dict[int, tuple[str, float, float]]) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        decisions: dict[int, tuple[str, float, float]],
+        risk: dict[str, Any] | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.decisions = decisions
         self.requests: list[dict[str, Any]] = []
         self._hb = json.loads((FIXTURES / "heartbeat.json").read_text())["reply"]
         self._hb.update(min_bars=MIN_BARS, utc_offset_s=None, clock_check="unknown")
+        self._hb["risk"] = {**self._hb["risk"], **(risk or {})}
         self._pr = json.loads((FIXTURES / "predict.json").read_text())["reply"]
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -158,6 +164,80 @@ def _journal(res: Any) -> list[dict[str, str]]:
 
 def _events(rows: list[dict[str, str]], name: str) -> list[dict[str, str]]:
     return [r for r in rows if r["event"] == name]
+
+
+# --------------------------------------------------------------------------- the runtime
+
+PROBE = Path(__file__).parent / "fixtures" / "mt4" / "RuntimeProbe.mq4"
+PROBE_EXPECTED = [
+    "input 1 probe",
+    "time 2017.04.19 09:00|2017.04.19 09:00:00",
+    "clock 7200 3 9",  # TimeCurrent()-TimeGMT() = broker offset; Wednesday; hour
+    "market 5 0.00001 5 100000 10 4 1.00 EURUSD",
+    "prices 1.07160 1.07165 1.07160 1.07160 1",  # open tick: O=H=L=C, Ask = Bid + spread
+    "gv 42.5 no 0.0 4058",
+    "txt a\t1\t2.5\ttrue|é→|end",
+    "csv x|y|3.0",
+    "bin 6 6 héllo",
+    "files moved - new deleted gone",
+    "strings probe=7/1.00 3 1.23456 5",  # StringLen counts UTF-8 bytes (documented)
+    "send_errors -1 131 -1 138 -1 130",  # lot step, requote beyond slippage, SL inside stop level
+    "modify 1 0 1 0 130 1",  # unchanged -> ERR_NO_RESULT; SL inside the stop level -> 130
+    "partial 1 1 1 | 2 0.06 from #1 1.06960 | 1 0.04 to #2 -0.28 closed",
+    "margin short 134 64.30 100",
+    "select none -1 0",
+    "deinit 1 9999.52 9999.13",
+]
+
+
+@pytest.fixture(scope="module")
+def probe() -> Any:
+    from aibridge.mt4.build import build_ea
+
+    return build_ea(PROBE)
+
+
+def test_runtime_semantics_through_an_mql_probe(
+    probe: Any, short_csv: Path, tmp_path: Path
+) -> None:
+    """Files (UTF-16 text, ANSI CSV, binary), global variables, MarketInfo, order rules and
+    partial closes as MT4 does them, asserted from MQL4 code compiled like the EA."""
+    from aibridge.mt4.replay import run_replay
+
+    res = run_replay(
+        short_csv,
+        "tcp://127.0.0.1:1",
+        tmp_path,
+        instrument=load_instrument("EURUSD"),
+        built=probe,
+        stop_bar=10,
+        broker_utc_offset_s=7200,
+        faults={"stop_level": 10, "freeze_level": 4},
+    )
+    lines = res.log_path.read_text(encoding="utf-8").splitlines()
+    checks = [line.split("\tCHECK ", 1)[1] for line in lines if "\tCHECK " in line]
+    assert checks == PROBE_EXPECTED
+    raw = (res.files_dir / "probe" / "t.txt").read_bytes()
+    assert raw.startswith(b"\xff\xfe") and raw[2:].decode("utf-16-le").startswith("a\t1\t2.5")
+    assert list(res.trades.close_reason) == ["close", "end"]
+    assert res.summary["global_variables"] == {"probe_gv": 42.5}
+
+
+def test_a_critical_runtime_error_stops_the_ea(probe: Any, short_csv: Path, tmp_path: Path) -> None:
+    from aibridge.mt4.replay import run_replay
+
+    res = run_replay(
+        short_csv,
+        "tcp://127.0.0.1:1",
+        tmp_path,
+        inputs={"InpProbe": 2},
+        instrument=load_instrument("EURUSD"),
+        built=probe,
+        stop_bar=20,
+    )
+    assert res.returncode == 3
+    assert res.summary["fatal"] == "StringSubstr with length 0" and res.summary["last_bar"] == 5
+    assert "critical error: StringSubstr with length 0 (bar 5)" in res.log_path.read_text()
 
 
 # --------------------------------------------------------------------------- the loop
@@ -376,15 +456,16 @@ def test_server_down_at_start_then_up(
     built: Any, short_csv: Path, times: list[int], tmp_path: Path
 ) -> None:
     endpoint = _free_endpoint()
-    server = ScriptedServer(endpoint, {times[30]: ("BUY", 5000.0, 5000.0)})
+    server = ScriptedServer(endpoint, {times[15]: ("BUY", 5000.0, 5000.0)})
     try:
         res = _replay(
             built,
             short_csv,
             tmp_path,
             endpoint,
-            stop_bar=40,
-            faults={"pause": {20: "start_server"}},
+            stop_bar=25,
+            inputs={"InpRequestTimeoutMs": 100},
+            faults={"pause": {10: "start_server"}},
             on_pause=lambda tag, bar: server.start(),
         )
     finally:
@@ -392,7 +473,7 @@ def test_server_down_at_start_then_up(
     assert res.summary["init_result"] == 0, "OnInit succeeds without a server"
     rows = _journal(res)
     assert _events(rows, "heartbeat_failed"), "the missing server is journaled"
-    assert len(res.trades) == 1 and res.trades.open_bar.iloc[0] == 31
+    assert len(res.trades) == 1 and res.trades.open_bar.iloc[0] == 16
 
 
 def test_server_killed_and_restarted_mid_run_loses_no_event(
@@ -412,6 +493,7 @@ def test_server_killed_and_restarted_mid_run_loses_no_event(
             tmp_path,
             endpoint,
             stop_bar=70,
+            inputs={"InpRequestTimeoutMs": 100},
             faults={"pause": {40: "kill", 50: "restart"}},
             on_pause=hook,
         )
@@ -446,6 +528,44 @@ def test_ea_restart_mid_run_keeps_positions_and_events(
     assert Counter((e["event"], e.get("ticket")) for e in unique.values()) == Counter(
         {("filled", int(t.ticket)): 1, ("closed", int(t.ticket)): 1}
     )
+
+
+def test_daily_drawdown_halt_until_the_next_broker_day(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    """A stopped-out trade breaches a 0.5% daily limit: the same day's next signal is vetoed,
+    the first signal after the broker-day change trades again."""
+    from aibridge.mt4.replay import load_bars
+
+    bars = load_bars(short_csv, load_instrument("EURUSD"))
+    day = [t // 86400 for t in times]
+    for e1 in range(10, N_BARS - 40):
+        ask = bars.open[e1] + 5e-5
+        bar, _, reason = _expected_exit(bars, e1, "BUY", round(ask - 20e-5, 5), ask + 0.03)
+        if reason == "sl" and bar <= e1 + 1 and day[e1 + 3] == day[e1]:
+            break
+    d0 = next(i for i in range(e1, N_BARS) if day[i] != day[e1])
+    decisions = {
+        times[e1 - 1]: ("BUY", 20.0, 3000.0),
+        times[e1 + 2]: ("BUY", 3000.0, 3000.0),  # same broker day: vetoed
+        times[d0]: ("SELL", 3000.0, 3000.0),  # next day: trades
+    }
+    endpoint = _free_endpoint()
+    server = ScriptedServer(endpoint, decisions, risk={"max_daily_drawdown_pct": 0.5}).start()
+    try:
+        res = _replay(built, short_csv, tmp_path, endpoint, stop_bar=d0 + 3)
+    finally:
+        server.stop()
+    assert list(zip(res.trades.open_bar, res.trades.close_reason, strict=True))[:2] == [
+        (e1, "sl"),
+        (d0 + 1, "end"),
+    ]
+    rows = _journal(res)
+    blocks = [r for r in _events(rows, "risk_block") if "daily_drawdown" in r["detail"]]
+    assert blocks and all(
+        r["time_server"].startswith(blocks[0]["time_server"][:10]) for r in blocks
+    )
+    assert _events(rows, "daily_drawdown_halt")
 
 
 # --------------------------------------------------------------------------- real server
