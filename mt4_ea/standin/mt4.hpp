@@ -8,7 +8,12 @@
 //    UTF-8; StringToCharArray/CharArrayToString convert for CP_UTF8 and CP_ACP (non-ASCII -> '?');
 //  * StringSubstr(s, i, 0) is a hard failure (MQL builds disagree on its result);
 //  * datetime is a long (Print shows the number, not a date);
-//  * only market orders (OP_BUY / OP_SELL) on the chart symbol.
+//  * only market orders (OP_BUY / OP_SELL) on the chart symbol;
+//  * C++ leaves the evaluation order of function arguments and of a+b unspecified (g++ often
+//    goes right to left): an MQL expression with two side effects (f()+g(), h(f(),g())) may
+//    run them in another order than MetaEditor's code;
+//  * no object pointers with '.', no multi-dimensional arrays, no pending orders, one chart.
+// See README.md in this folder for the tick model, the run config and the fault keys.
 #pragma once
 
 #ifndef __MQL4__
