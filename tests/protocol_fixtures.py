@@ -19,7 +19,7 @@ from typing import Any
 
 FIXTURE_DIR = Path(__file__).parent / "fixtures" / "protocol"
 SAMPLE_CSV = Path(__file__).parents[1] / "src" / "aibridge" / "data" / "EURUSD60.csv"
-#: The example EA: its account, magic, broker clock (UTC+2, the sample's) and one position.
+#: The example EA: its account, magic, broker clock (a UTC+2 broker) and one position.
 ACCOUNT = 12345
 MAGIC = 20261125
 UTC_OFFSET_S = 7200
