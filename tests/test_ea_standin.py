@@ -332,9 +332,11 @@ def test_stops_fill_intrabar_like_the_backtest(
 # --------------------------------------------------------------------------- faults
 
 
+@pytest.mark.parametrize("codes", [(138, 136), (135, 129)])
 def test_requote_and_off_quotes_then_success(
-    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path, codes: tuple[int, int]
 ) -> None:
+    """Requote / off quotes / price changed / invalid price: retried with a fresh quote."""
     endpoint = _free_endpoint()
     server = ScriptedServer(endpoint, {times[20]: ("BUY", 5000.0, 5000.0)}).start()
     try:
@@ -344,15 +346,15 @@ def test_requote_and_off_quotes_then_success(
             tmp_path,
             endpoint,
             stop_bar=30,
-            faults={"order_send": {1: 138, 2: 136}},
+            faults={"order_send": {1: codes[0], 2: codes[1]}},
         )
     finally:
         server.stop()
     counts = res.summary["counts"]
     assert counts["order_send_calls"] == 3 and counts["orders_opened"] == 1
-    assert res.summary["order_send_errors"] == {"138": 1, "136": 1}
+    assert res.summary["order_send_errors"] == {str(codes[0]): 1, str(codes[1]): 1}
     rows = _journal(res)
-    assert [int(r["error_code"]) for r in _events(rows, "order_error")][:2] == [138, 136]
+    assert [int(r["error_code"]) for r in _events(rows, "order_error")][:2] == list(codes)
     assert len(_events(rows, "order_result")) == 1
     assert [e["event"] for e in server.events()] == ["filled"]
 
@@ -428,6 +430,30 @@ def test_ecn_stops_that_cannot_be_set_close_the_position(
     assert t.sl == 0 and t.close_bar == t.open_bar == 21, "closed unprotected on the fill bar"
     closed = [e for e in server.events() if e["event"] == "closed"]
     assert closed and closed[0].get("reason") == "unprotected"
+
+
+def test_ecn_stops_set_after_a_retry(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    endpoint = _free_endpoint()
+    server = ScriptedServer(endpoint, {times[20]: ("BUY", 300.0, 600.0)}).start()
+    try:
+        res = _replay(
+            built,
+            short_csv,
+            tmp_path,
+            endpoint,
+            stop_bar=22,
+            inputs={"InpStopsAfterFill": True},
+            faults={"order_modify": {1: 130, 2: 145}},
+        )
+    finally:
+        server.stop()
+    assert res.summary["counts"]["orders_modified"] == 1
+    t = res.trades.iloc[0]
+    assert t.sl > 0 and t.tp > 0 and t.close_reason == "end"
+    modified = [e for e in server.events() if e["event"] == "modified"]
+    assert modified and modified[-1].get("sl") == pytest.approx(t.sl)
 
 
 def test_stop_and_freeze_levels_widen_the_stops(

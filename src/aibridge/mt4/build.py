@@ -148,18 +148,21 @@ def build_ea(
     if exe.is_file():
         shutil.rmtree(work, ignore_errors=True)
         return Built(exe, final / "src", True, time.perf_counter() - started)
-    objs = [_cached_object(gxx, STANDIN / "mt4.cpp", [STANDIN / "mt4.hpp"], [], cache)]
-    objs += [_cached_object(gxx, s, [STANDIN / "mt4.hpp"], [], cache) for s in dll_srcs]
-    ea_obj = work / "ea.o"
-    _compile(gxx, tree.main, ea_obj, [STANDIN, tree.include_dir], [])
-    tmp_exe = work / source.stem
-    cmd = [gxx, "-o", str(tmp_exe), str(ea_obj), *map(str, objs)]
-    if lib is not None:
-        cmd += [str(lib), f"-Wl,-rpath,{lib.parent}"]
-    cmd += ["-lpthread"]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise BuildError(f"linking the EA failed:\n{res.stderr[-6000:]}")
+    try:
+        objs = [_cached_object(gxx, STANDIN / "mt4.cpp", [STANDIN / "mt4.hpp"], [], cache)]
+        objs += [_cached_object(gxx, s, [STANDIN / "mt4.hpp"], [], cache) for s in dll_srcs]
+        ea_obj = work / "ea.o"
+        _compile(gxx, tree.main, ea_obj, [STANDIN, tree.include_dir], [])
+        tmp_exe = work / source.stem
+        cmd = [gxx, "-o", str(tmp_exe), str(ea_obj), *map(str, objs)]
+        if lib is not None:
+            cmd += [str(lib), f"-Wl,-rpath,{lib.parent}"]
+        res = subprocess.run([*cmd, "-lpthread"], capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            raise BuildError(f"linking the EA failed:\n{res.stderr[-6000:]}")
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     stage = cache / f"tmp-{key}-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()
@@ -170,7 +173,19 @@ def build_ea(
         os.replace(stage, final)
     except OSError:  # another process won the race: use its build
         shutil.rmtree(stage, ignore_errors=True)
+    _prune(cache)
     return Built(exe, final / "src", False, time.perf_counter() - started)
+
+
+def _prune(cache: Path, keep: int = 12) -> None:
+    """Keep the newest ``keep`` builds of each kind (every EA edit makes a new one)."""
+    for pattern in ("ea-*", "parts-*", "obj/*.o"):
+        entries = sorted(cache.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[keep:]:
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
 
 
 def build_parts(
@@ -216,6 +231,7 @@ def build_parts(
         if res.returncode != 0:
             raise BuildError(f"linking {driver.name} failed:\n{res.stderr[-6000:]}")
         os.replace(work / "exe", exe)
+        _prune(cache)
         return exe
     except RewriteError as exc:
         raise BuildError(f"cannot rewrite {includes}: {exc}") from None
