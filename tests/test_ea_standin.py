@@ -623,3 +623,70 @@ def test_sample_against_the_real_server(
     assert len(decisions) > 1400, "one decision per closed bar once min_bars are there"
     assert not _events(rows, "predict_failed") and not _events(rows, "heartbeat_failed")
     assert res.summary["counts"]["ticks"] == 2 * 1501 + 1
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_ea_replay_command_writes_the_outputs(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from aibridge.cli import app
+
+    endpoint = _free_endpoint()
+    server = ScriptedServer(endpoint, {times[20]: ("SELL", 5000.0, 5000.0)}).start()
+    out = tmp_path / "report"
+    try:
+        res = CliRunner().invoke(
+            app,
+            [
+                "ea-replay",
+                "--csv",
+                str(short_csv),
+                "--endpoint",
+                endpoint,
+                "--out",
+                str(out),
+                "--stop-bar",
+                "40",
+                "--input",
+                "InpRetries=0",
+            ],
+        )
+    finally:
+        server.stop()
+    assert res.exit_code == 0, res.output
+    assert "1 trade(s)" in res.output
+    assert {"trades.csv", "summary.json", "ea.log", "aibridge_EURUSD_H1_20261125.csv"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert json.loads((out / "summary.json").read_text())["last_bar"] == 40
+
+
+def test_ea_replay_command_fails_in_one_line(
+    short_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from aibridge.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["ea-replay", "--csv", str(tmp_path / "none.csv")])
+    assert res.exit_code == 1 and "none.csv not found" in res.output
+    assert "Traceback" not in res.output
+    dead = _free_endpoint()
+    res = runner.invoke(app, ["ea-replay", "--csv", str(short_csv), "--endpoint", dead])
+    assert res.exit_code == 1 and "no signal server answers" in res.output
+    endpoint = _free_endpoint()
+    server = ScriptedServer(endpoint, {}).start()
+    monkeypatch.setattr("aibridge.mt4.build.shutil.which", lambda *_: None)
+    try:
+        res = runner.invoke(
+            app,
+            ["ea-replay", "--csv", str(short_csv), "--endpoint", endpoint, "--out", str(tmp_path)],
+        )
+    finally:
+        server.stop()
+    assert res.exit_code == 1 and "g++ not found" in res.output, res.output
