@@ -504,3 +504,130 @@ def _no_cfg() -> Any:
     from omegaconf import OmegaConf
 
     return OmegaConf.create({})
+
+
+# --------------------------------------------------------------------------- command
+
+
+def _sample_store(root: Path, tracking_uri: str | None) -> tuple[str, str] | None:
+    """The project's champion after ``dvc repro``: (tracking URI, model URI), or None."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri or f"sqlite:///{root / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return None
+    name = "aibridge-EURUSD-H1"
+    try:
+        MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(
+            name, "champion"
+        )
+    except MlflowException:
+        return None
+    return uri, f"models:/{name}@champion"
+
+
+def _write_case(out: Path, case: ParityCase) -> None:
+    case.backtest_trades.to_csv(out / f"{case.name}_backtest_trades.csv", index=False)
+    case.ea_trades.to_csv(out / f"{case.name}_ea_trades.csv", index=False)
+    case.comparison.differences.to_csv(out / f"{case.name}_differences.csv", index=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m aibridge.mt4.parity``: the sample and a synthetic trading series through
+    the compiled EA and the backtest; exit 1 on any differing trade."""
+    import argparse
+    import json
+    import tempfile
+    import time
+
+    from aibridge.mt4 import synthetic
+    from aibridge.paths import project_root, sample_data_path
+
+    ap = argparse.ArgumentParser(prog="python -m aibridge.mt4.parity", description=main.__doc__)
+    ap.add_argument("--out", type=Path, default=Path("reports/ea_parity"))
+    ap.add_argument("--workdir", type=Path, default=None, help="kept; default: a temp dir")
+    ap.add_argument("--sample-tracking-uri", default=None, help="default: ./mlflow.db")
+    ap.add_argument("--seed", type=int, default=synthetic.PlantedEdge.seed)
+    ap.add_argument("--bars", type=int, default=synthetic.PlantedEdge.bars)
+    ap.add_argument("--skip-sample", action="store_true")
+    ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--echo", action="store_true", help="show the EA's Print output")
+    a = ap.parse_args(argv)
+
+    started = time.perf_counter()
+    root = project_root()
+    out = a.out if a.out.is_absolute() else root / a.out
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = None
+    if a.workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="aibridge-ea-parity-")
+        work = Path(tmp.name)
+    else:
+        work = a.workdir.resolve()
+        work.mkdir(parents=True, exist_ok=True)
+    cases: list[ParityCase] = []
+    failures: list[str] = []
+    setup: dict[str, float] = {}
+    try:
+        if not a.skip_sample:
+            store = _sample_store(root, a.sample_tracking_uri)
+            note = []
+            csv = sample_data_path()
+            project = root
+            if store is None:
+                print("sample: no champion in ./mlflow.db; dvc repro of the sample in a temp copy")
+                t = time.perf_counter()
+                model = synthetic.repro_project(work / "sample-project", csv)
+                setup["sample_repro"] = time.perf_counter() - t
+                store = (model.tracking_uri, model.model_uri)
+                project = model.root
+                note.append("champion from a temp dvc repro (./mlflow.db had none)")
+            case = run_case(
+                "sample", csv, store[0], store[1], work / "sample", project_root=project,
+                echo=a.echo,
+            )  # fmt: skip
+            case.notes += note
+            cases.append(case)
+        if not a.skip_synthetic:
+            t = time.perf_counter()
+            params = synthetic.PlantedEdge(bars=a.bars, seed=a.seed)
+            model = synthetic.register_synthetic_model(work / "synthetic-project", params)
+            setup["synthetic_repro"] = time.perf_counter() - t
+            case = run_case(
+                "synthetic", model.csv_path, model.tracking_uri, model.model_uri,
+                work / "synthetic", project_root=model.root, echo=a.echo,
+            )  # fmt: skip
+            cases.append(case)
+            if len(case.backtest_trades) == 0:
+                failures.append("synthetic: the model made no trade (nothing was compared)")
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    for case in cases:
+        _write_case(out, case)
+        status = "OK" if case.comparison.ok else "DIFFERENT"
+        print(
+            f"{case.name}: {status} — backtest {case.comparison.expected} trades, EA "
+            f"{case.comparison.actual}; {case.comparison.table()}"
+        )
+        for n in case.notes:
+            print(f"  note: {n}")
+        if not case.comparison.ok:
+            failures.append(f"{case.name}: {case.comparison.differing_trades} differing trades")
+    summary = {
+        "ok": not failures,
+        "failures": failures,
+        "seconds": round(time.perf_counter() - started, 1),
+        "setup_seconds": {k: round(v, 1) for k, v in setup.items()},
+        "cases": [c.to_dict() for c in cases],
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(f"ea-parity: {'OK' if not failures else 'FAILED'} in {summary['seconds']} s → {out}")
+    for f in failures:
+        print(f"  {f}")
+    return 0 if not failures else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
