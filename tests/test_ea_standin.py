@@ -554,6 +554,50 @@ def test_ea_restart_mid_run_keeps_positions_and_events(
     assert Counter((e["event"], e.get("ticket")) for e in unique.values()) == Counter(
         {("filled", int(t.ticket)): 1, ("closed", int(t.ticket)): 1}
     )
+    # the restarted EA reports the position it found in its heartbeats (reconciliation)
+    beats = [r for r in server.requests if r["type"] == "heartbeat"]
+    restarted = [b for b in beats if b["positions"]]
+    assert restarted and restarted[-1]["positions"][0]["ticket"] == int(t.ticket)
+
+
+def test_event_unsent_at_an_ea_restart_is_sent_after_it(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    """Server down when the position closes; the EA restarts before the server is back: the
+    closed event survives the restart (kept in the EA's files) and reaches the server once."""
+    endpoint = _free_endpoint()
+    server = ScriptedServer(endpoint, {times[20]: ("BUY", 5000.0, 5000.0)}).start()
+    state = tmp_path / "terminal.state"
+    fast = {"InpRequestTimeoutMs": 100}
+    try:
+        _replay(
+            built,
+            short_csv,
+            tmp_path,
+            endpoint,
+            inputs=fast,
+            stop_bar=48,
+            state_out=state,
+            faults={"pause": {40: "kill"}},
+            on_pause=lambda tag, bar: server.stop(),
+        )
+        assert [e["event"] for e in server.events()] == ["filled"]
+        second = _replay(
+            built,
+            short_csv,
+            tmp_path,
+            endpoint,
+            inputs=fast,
+            stop_bar=60,
+            state_in=state,
+            faults={"pause": {52: "restart"}},
+            on_pause=lambda tag, bar: server.start(),
+        )
+    finally:
+        server.stop()
+    assert second.trades.close_bar.iloc[0] == 45
+    unique = {e["request_id"]: e for e in server.events()}
+    assert Counter(e["event"] for e in unique.values()) == Counter({"filled": 1, "closed": 1})
 
 
 def test_daily_drawdown_halt_until_the_next_broker_day(
