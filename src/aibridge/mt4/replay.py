@@ -293,12 +293,11 @@ def run_replay(
     if returncode != 0 and not summary.get("fatal"):
         raise ReplayError(f"the stand-in exited with {returncode}:\n{tail}")
     # the EA's journal: InpJournalFile, else the per-chart aibridge_<symbol>_<tf>_<magic>.csv
-    named = merged.get("InpJournalFile") or ""
-    journals = (
-        [files / str(named)]
-        if named and (files / str(named)).is_file()
-        else sorted((p for p in files.rglob("*.csv")), key=lambda p: p.stat().st_mtime)
+    named = str(merged.get("InpJournalFile") or "")
+    csvs = sorted(
+        files.rglob("*.csv"), key=lambda p: (p.name.startswith("aibridge_"), p.stat().st_mtime)
     )
+    journals = [files / named] if named and (files / named).is_file() else csvs
     return ReplayResult(
         trades=_read_trades(out / "trades.csv"),
         summary=summary,
