@@ -3,12 +3,15 @@ through the MT4 stand-in against the backtest on a synthetic series where the mo
 
 from __future__ import annotations
 
+import shutil
+
 import pandas as pd
 import pytest
 
 from aibridge.mt4.parity import compare_trades, reasons_from_journal, trade_frame
 
 POINT = 1e-5
+needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
 
 
 def backtest_trades() -> pd.DataFrame:
@@ -90,3 +93,47 @@ def test_reason_vocabularies_meet() -> None:
         {"event": "closed", "ticket": 2, "reason": "time"},
     ]
     assert reasons_from_journal(events) == {1: "tp", 2: "time"}
+
+
+@pytest.fixture(scope="module")
+def synthetic_case(tmp_path_factory: pytest.TempPathFactory):
+    """A planted-edge series, a champion registered on it by `dvc repro`, and one parity run
+    (real `aibridge serve`, the compiled EA through the stand-in, the backtest)."""
+    from aibridge.mt4 import synthetic
+    from aibridge.mt4.parity import run_case
+
+    tmp = tmp_path_factory.mktemp("ea_parity")
+    model = synthetic.register_synthetic_model(tmp / "project", synthetic.PlantedEdge(seed=11))
+    return run_case(
+        "synthetic",
+        model.csv_path,
+        model.tracking_uri,
+        model.model_uri,
+        tmp / "run",
+        project_root=model.root,
+    )
+
+
+@pytest.mark.slow
+@needs_gxx
+def test_the_ea_makes_the_backtests_trades_on_a_trading_series(synthetic_case) -> None:
+    case = synthetic_case
+    print(case.comparison.table())
+    assert len(case.backtest_trades) >= 20, "the planted edge must make the model trade"
+    assert case.comparison.ok, case.comparison.table()
+    assert case.comparison.matched == len(case.ea_trades) == len(case.backtest_trades)
+    assert case.served_risk.get("close_on_opposite") is not None  # the served exit policy
+    reasons = set(trade_frame(case.ea_trades)["exit_reason"])
+    assert {"sl", "tp"} <= reasons
+
+
+@pytest.mark.slow
+@needs_gxx
+def test_the_comparer_reports_one_perturbed_ea_trade(synthetic_case) -> None:
+    ea = synthetic_case.ea_trades.copy()
+    k = len(ea) // 2
+    ea.loc[k, "close_price"] = ea.loc[k, "close_price"] + 2 * POINT
+    result = compare_trades(synthetic_case.backtest_trades, ea, POINT)
+    assert result.differing_trades == 1
+    assert result.differences["field"].tolist() == ["exit_price"]
+    assert str(result.differences["entry_time"].iloc[0]) in result.table()
