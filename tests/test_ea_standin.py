@@ -181,6 +181,7 @@ PROBE_EXPECTED = [
     "bin 6 6 héllo",
     "files moved - new deleted gone",
     "strings probe=7/1.00 3 1.23456 5",  # StringLen counts UTF-8 bytes (documented)
+    "struct 2017-4-19 3 123 12345678 USD",
     "send_errors -1 131 -1 138 -1 130",  # lot step, requote beyond slippage, SL inside stop level
     "modify 1 0 1 0 130 1",  # unchanged -> ERR_NO_RESULT; SL inside the stop level -> 130
     "partial 1 1 1 | 2 0.06 from #1 1.06960 | 1 0.04 to #2 -0.28 closed",
@@ -238,6 +239,23 @@ def test_a_critical_runtime_error_stops_the_ea(probe: Any, short_csv: Path, tmp_
     assert res.returncode == 3
     assert res.summary["fatal"] == "StringSubstr with length 0" and res.summary["last_bar"] == 5
     assert "critical error: StringSubstr with length 0 (bar 5)" in res.log_path.read_text()
+
+
+def test_expert_remove_ends_the_run_with_ondeinit(
+    probe: Any, short_csv: Path, tmp_path: Path
+) -> None:
+    from aibridge.mt4.replay import run_replay
+
+    res = run_replay(
+        short_csv,
+        "tcp://127.0.0.1:1",
+        tmp_path,
+        inputs={"InpProbe": 3},
+        instrument=load_instrument("EURUSD"),
+        built=probe,
+    )
+    assert (res.returncode, res.summary["last_bar"], res.summary["deinit_reason"]) == (0, 3, 0)
+    assert "CHECK deinit 0 10000.00 10000.00" in res.log_path.read_text()
 
 
 # --------------------------------------------------------------------------- the loop

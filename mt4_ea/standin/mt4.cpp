@@ -647,7 +647,90 @@ void Sleep(int ms) {
   if (ms > 0) r.sleep_ms += ms;
   if (!r.tester && ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
-bool IsStopped() { return false; }
+bool IsStopped() { return rt().n.count("expert_remove") > 0; }
+void ExpertRemove() { rt().n["expert_remove"] = 1; }
+bool TimeToStruct(datetime t, MqlDateTime &dt) {
+  time_t tt = (time_t)t;
+  struct tm g;
+  gmtime_r(&tt, &g);
+  dt.year = g.tm_year + 1900;
+  dt.mon = g.tm_mon + 1;
+  dt.day = g.tm_mday;
+  dt.hour = g.tm_hour;
+  dt.min = g.tm_min;
+  dt.sec = g.tm_sec;
+  dt.day_of_week = g.tm_wday;
+  dt.day_of_year = g.tm_yday;
+  return true;
+}
+datetime StructToTime(MqlDateTime &dt) {
+  struct tm g {};
+  g.tm_year = dt.year - 1900;
+  g.tm_mon = dt.mon - 1;
+  g.tm_mday = dt.day;
+  g.tm_hour = dt.hour;
+  g.tm_min = dt.min;
+  g.tm_sec = dt.sec;
+  return (datetime)timegm(&g);
+}
+bool SymbolInfoTick(const mt4::StrArg &symbol, MqlTick &tick) {
+  if (!symbol.null && symbol.s != rt().symbol) {
+    mt4::set_error(ERR_UNKNOWN_SYMBOL);
+    return false;
+  }
+  tick.time = TimeCurrent();
+  tick.bid = Bid;
+  tick.ask = Ask;
+  tick.last = Bid;
+  tick.volume = 0;
+  return true;
+}
+long AccountInfoInteger(int prop) {
+  if (prop == ACCOUNT_LOGIN) return AccountNumber();
+  if (prop == ACCOUNT_LEVERAGE) return AccountLeverage();
+  if (prop == ACCOUNT_TRADE_ALLOWED || prop == ACCOUNT_TRADE_EXPERT) return rt().trade_allowed;
+  return 0;
+}
+double AccountInfoDouble(int prop) {
+  if (prop == ACCOUNT_BALANCE) return AccountBalance();
+  if (prop == ACCOUNT_EQUITY) return AccountEquity();
+  if (prop == ACCOUNT_MARGIN) return AccountMargin();
+  if (prop == ACCOUNT_MARGIN_FREE) return AccountFreeMargin();
+  if (prop == ACCOUNT_PROFIT) return AccountProfit();
+  return 0;
+}
+string AccountInfoString(int prop) {
+  if (prop == ACCOUNT_CURRENCY) return AccountCurrency();
+  if (prop == ACCOUNT_COMPANY) return AccountCompany();
+  if (prop == ACCOUNT_SERVER) return AccountServer();
+  if (prop == ACCOUNT_NAME) return AccountName();
+  return "";
+}
+string MQLInfoString(int prop) {
+  if (prop == MQL_PROGRAM_NAME) return mt4::cfg("program_name", "AIBridge_EA");
+  return "";
+}
+string TerminalInfoString(int prop) {
+  if (prop == TERMINAL_DATA_PATH || prop == TERMINAL_COMMONDATA_PATH) return rt().out_dir;
+  if (prop == TERMINAL_NAME) return "MetaTrader 4 (aibridge stand-in)";
+  return "";
+}
+long ChartID() { return 1; }
+bool SendNotification(const string &text) {
+  rt().n["notifications"]++;
+  mt4::alert_line("notification: " + text);
+  return true;
+}
+bool SendMail(const string &subject, const string &text) {
+  rt().n["mails"]++;
+  mt4::alert_line("mail: " + subject + ": " + text);
+  return true;
+}
+void PlaySound(const string &) {}
+ulong GetMicrosecondCount() {
+  using namespace std::chrono;
+  return (ulong)duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
+}
 bool IsTesting() { return rt().tester; }
 bool IsOptimization() { return false; }
 bool IsVisualMode() { return false; }
@@ -1829,7 +1912,9 @@ static int run(int argc, char **argv) {
       if (p != r.pauses.end()) pause(p->second, i);
       set_tick(i, false);
       charge_swap(i);
-      if (r.timer_s > 0 && ea.OnTimer && TimeCurrent() >= r.timer_next) {
+      if (IsStopped()) break;
+      // MT4's Strategy Tester never calls OnTimer; a live terminal does
+      if (!r.tester && r.timer_s > 0 && ea.OnTimer && TimeCurrent() >= r.timer_next) {
         r.timer_next = TimeCurrent() + r.timer_s;
         r.n["ontimer_calls"]++;
         ea.OnTimer();
@@ -1839,11 +1924,12 @@ static int run(int argc, char **argv) {
       intrabar_stops(i);
       set_tick(i, true);
       r.n["ontick_calls"]++;
-      if (ea.OnTick) ea.OnTick();
+      if (ea.OnTick && !IsStopped()) ea.OnTick();
+      if (IsStopped()) break;
     }
-    i = stop;
-    bool restart = !state_out.empty();
-    r.deinit_reason = restart ? REASON_CLOSE : REASON_REMOVE;
+    bool removed = IsStopped();
+    bool restart = !state_out.empty() && !removed;
+    r.deinit_reason = removed ? REASON_PROGRAM : restart ? REASON_CLOSE : REASON_REMOVE;
     if (ea.OnDeinit) ea.OnDeinit(r.deinit_reason);
     if (restart) {
       save_state(state_out, stop);

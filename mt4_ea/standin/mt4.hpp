@@ -113,6 +113,15 @@ template <class T>
 bool ArraySetAsSeries(MqlArr<T> &a, bool flag) { a.series = flag; return true; }
 template <class T>
 bool ArrayGetAsSeries(const MqlArr<T> &a) { return a.series; }
+template <class T>
+bool ArraySort(MqlArr<T> &a) {  // ascending (MODE_ASCEND), the only order MQL4's ArraySort has
+  std::vector<T> tmp;
+  for (int i = 0; i < ArraySize(a); i++) tmp.push_back(a[i]);
+  for (size_t i = 1; i < tmp.size(); i++)
+    for (size_t j = i; j > 0 && tmp[j] < tmp[j - 1]; j--) std::swap(tmp[j], tmp[j - 1]);
+  for (int i = 0; i < ArraySize(a); i++) a[i] = tmp[(size_t)i];
+  return true;
+}
 template <class T, class V>
 void ArrayInitialize(MqlArr<T> &a, V value) {
   for (int i = 0; i < ArraySize(a); i++) a[i] = (T)value;
@@ -378,6 +387,33 @@ template <class T>
 int CheckPointer(T *p) { return p == nullptr ? POINTER_INVALID : POINTER_DYNAMIC; }
 
 // --------------------------------------------------------------------------- terminal
+struct MqlDateTime {
+  int year, mon, day, hour, min, sec, day_of_week, day_of_year;
+};
+struct MqlTick {
+  datetime time;
+  double bid, ask, last;
+  ulong volume;
+};
+bool TimeToStruct(datetime t, MqlDateTime &dt);
+datetime StructToTime(MqlDateTime &dt);
+bool SymbolInfoTick(const mt4::StrArg &symbol, MqlTick &tick);
+enum ENUM_ACCOUNT_INFO_INTEGER { ACCOUNT_LOGIN = 500, ACCOUNT_LEVERAGE = 501, ACCOUNT_TRADE_ALLOWED = 502, ACCOUNT_TRADE_EXPERT = 503 };
+enum ENUM_ACCOUNT_INFO_DOUBLE { ACCOUNT_BALANCE = 510, ACCOUNT_EQUITY = 511, ACCOUNT_MARGIN = 512, ACCOUNT_MARGIN_FREE = 513, ACCOUNT_PROFIT = 514 };
+enum ENUM_ACCOUNT_INFO_STRING { ACCOUNT_CURRENCY = 520, ACCOUNT_COMPANY = 521, ACCOUNT_SERVER = 522, ACCOUNT_NAME = 523 };
+long AccountInfoInteger(int prop);
+double AccountInfoDouble(int prop);
+string AccountInfoString(int prop);
+enum ENUM_MQL_INFO_STRING { MQL_PROGRAM_NAME = 600, MQL_PROGRAM_PATH = 601 };
+enum ENUM_TERMINAL_INFO_STRING { TERMINAL_DATA_PATH = 610, TERMINAL_COMMONDATA_PATH = 611, TERMINAL_NAME = 612 };
+string MQLInfoString(int prop);
+string TerminalInfoString(int prop);
+long ChartID();
+void ExpertRemove();  // OnDeinit(REASON_PROGRAM) after the current event, then the run ends
+bool SendNotification(const string &text);
+bool SendMail(const string &subject, const string &text);
+void PlaySound(const string &file);
+ulong GetMicrosecondCount();
 int GetLastError();
 void ResetLastError();
 uint GetTickCount();
