@@ -119,11 +119,22 @@ def test_methods_and_calls_on_objects_need_no_prototype() -> None:
         ("double m[][4];\n", "multi-dimensional"),
         ('string s="abc;\n', "unterminated literal"),
         ('input group "x";\n', "MQL5 only"),
+        ("void F(){ std::string s; }\n", "std:: .C\\+\\+ library. is C\\+\\+"),
+        ("void F(C *p){ p->Go(); }\n", "'->'"),
+        ("void F(){ auto x=1; }\n", "auto"),
+        ("void F(int a){\n   int &r=a;\n}\n", "reference variables"),
+        ("void F(){ try { } catch(...) { } }\n", "exceptions"),
+        ("long long x;\n", "long long"),
     ],
 )
 def test_unsupported_constructs_fail_clearly(src: str, message: str) -> None:
     with pytest.raises(RewriteError, match=message):
         rewrite_source(src, "ea.mq4")
+
+
+def test_cpp_words_in_comments_and_strings_are_fine() -> None:
+    src = 'string s="std::x -> auto";  // p->q, nullptr, try\n'
+    assert rw(src) == 'string s=string("std::x -> auto");  // p->q, nullptr, try\n'
 
 
 def test_tree_resolves_includes_once_and_lists_handlers_and_dlls(tmp_path: Path) -> None:

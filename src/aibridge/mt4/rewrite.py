@@ -179,6 +179,36 @@ def _in_spans(pos: int, spans: list[tuple[int, int]]) -> bool:
 
 # --------------------------------------------------------------------------- rules
 
+# C++ that g++ would accept but MetaEditor rejects: refused, so "compiles in the stand-in"
+# does not quietly admit code the terminal cannot build.
+_CPP_ONLY = [
+    (r"\bstd::", "std:: (C++ library)"),
+    (r"\bnullptr\b", "nullptr (MQL uses NULL)"),
+    (r"\bauto\b", "auto"),
+    (r"->", "'->' (MQL uses '.' on object pointers)"),
+    (r"\b(?:static|dynamic|reinterpret|const)_cast\b", "C++ casts"),
+    (r"\b(?:constexpr|decltype|noexcept|mutable|thread_local)\b", "C++ keywords"),
+    (r"\b(?:throw|try|catch)\b", "exceptions"),
+    (r"\bnamespace\b|\busing\s+namespace\b", "namespaces"),
+    (r"\benum\s+class\b", "enum class"),
+    (r"\blong\s+long\b", "long long (MQL long is 64-bit)"),
+    (r"\[\s*[&=]\s*\]", "lambdas"),
+    (
+        r"(?m)^[ \t]*(?:const\s+)?\w+\s*&\s*\w+\s*=",
+        "reference variables (MQL has reference parameters only)",
+    ),
+]
+
+
+def _mql_only(masked: str, spans: list[tuple[int, int]], where: str) -> None:
+    for pattern, what in _CPP_ONLY:
+        for m in re.finditer(pattern, masked):
+            if not _in_spans(m.start(), spans):
+                raise RewriteError(
+                    f"{where}:{_line_of(masked, m.start())}: {what} is C++, not MQL4 "
+                    "(MetaEditor would reject it)"
+                )
+
 
 def _string_literals(src: str, masked: str, spans: list[tuple[int, int]], edits: _Edits) -> None:
     """ "..." -> string("...") outside directives (except #define bodies); merge adjacent."""
@@ -426,6 +456,7 @@ def rewrite_source(src: str, path_label: str = "<mql>", *, main: bool = False) -
     src = src.replace("\r\n", "\n")
     masked = _mask(src, path_label)
     spans = _directive_spans(masked)
+    _mql_only(masked, spans, path_label)
     edits = _Edits()
     for s, e in spans:
         if re.match(r"[ \t]*#[ \t]*property\b", masked[s:e]):
