@@ -125,6 +125,7 @@ def test_methods_and_calls_on_objects_need_no_prototype() -> None:
         ("void F(int a){\n   int &r=a;\n}\n", "reference variables"),
         ("void F(){ try { } catch(...) { } }\n", "exceptions"),
         ("long long x;\n", "long long"),
+        ("class C\n  {\n   int m_n=0;\n  };\n", "member initialiser"),
     ],
 )
 def test_unsupported_constructs_fail_clearly(src: str, message: str) -> None:

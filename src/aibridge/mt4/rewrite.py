@@ -208,6 +208,20 @@ def _mql_only(masked: str, spans: list[tuple[int, int]], where: str) -> None:
                     f"{where}:{_line_of(masked, m.start())}: {what} is C++, not MQL4 "
                     "(MetaEditor would reject it)"
                 )
+    # member initialisers in a class/struct body (`int m_n=0;`): MQL initialises in constructors
+    depths = _depths(masked, spans)
+    for m in re.finditer(rf"\b(?:class|struct)\s+{_IDENT}[^;{{]*\{{", masked):
+        body_depth = depths[m.end() - 1] + 1
+        k = m.end()
+        while k < len(masked) and depths[k] >= body_depth:
+            if masked[k] == "\n" and depths[k + 1] == body_depth:
+                line = masked[k + 1 : masked.find("\n", k + 1)]
+                if re.match(rf"\s*(?:static\s+)?(?:const\s+)?{_IDENT}\s+{_IDENT}\s*=", line):
+                    raise RewriteError(
+                        f"{where}:{_line_of(masked, k + 1)}: a member initialiser in a class "
+                        "body is C++, not MQL4 (initialise it in the constructor)"
+                    )
+            k += 1
 
 
 def _string_literals(src: str, masked: str, spans: list[tuple[int, int]], edits: _Edits) -> None:
