@@ -67,6 +67,7 @@ class ScriptedServer:
         endpoint: str,
         decisions: dict[int, tuple[str, float, float]],
         risk: dict[str, Any] | None = None,
+        heartbeat: dict[str, Any] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.decisions = decisions
@@ -74,6 +75,7 @@ class ScriptedServer:
         self._hb = json.loads((FIXTURES / "heartbeat.json").read_text())["reply"]
         self._hb.update(min_bars=MIN_BARS, utc_offset_s=None, clock_check="unknown")
         self._hb["risk"] = {**self._hb["risk"], **(risk or {})}
+        self._hb.update(heartbeat or {})
         self._pr = json.loads((FIXTURES / "predict.json").read_text())["reply"]
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -144,12 +146,13 @@ def _replay(built: Any, csv_path: Path, work: Path, endpoint: str, **kw: Any) ->
 
     inputs = {"InpDryRun": False, "InpRequestTimeoutMs": 300, "InpRetries": 0}
     inputs.update(kw.pop("inputs", {}))
+    symbol = csv_path.stem[:6]
     return run_replay(
         csv_path,
         endpoint,
         work,
         inputs=inputs,
-        instrument=load_instrument("EURUSD"),
+        instrument=load_instrument(symbol),
         built=built,
         timeout_s=120,
         **kw,
@@ -345,6 +348,33 @@ def test_stops_fill_intrabar_like_the_backtest(
     assert t.comment.endswith(f" [{reason}]")
     closed = next(e for e in server.events() if e["event"] == "closed")
     assert closed.get("reason") == reason
+
+
+def test_money_of_a_pair_whose_base_is_the_account_currency(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    """USDJPY on a USD account: tick value = contract x tick / price, at the exit price."""
+    spec = load_instrument("USDJPY")
+    jpy = tmp_path / "USDJPY60.csv"
+    rows = []
+    for line in short_csv.read_text().splitlines():
+        d, t, *prices, v = line.split(",")
+        rows.append(",".join([d, t, *(f"{float(x) * 140:.3f}" for x in prices), v]))
+    jpy.write_text("\n".join(rows) + "\n")
+    endpoint = _free_endpoint()
+    hb = {"digits": 3, "point": 0.001, "instrument": None}
+    server = ScriptedServer(endpoint, {times[20]: ("SELL", 500.0, 500.0)}, heartbeat=hb).start()
+    try:
+        res = _replay(built, jpy, tmp_path / "run", endpoint, stop_bar=60)
+    finally:
+        server.stop()
+    t = res.trades.iloc[0]
+    assert (t.side, t.open_bar) == ("SELL", 21)
+    tv = spec.tick_value_at(t.close_price)
+    expected = -(t.close_price - t.open_price) / spec.tick * tv * t.lots
+    assert t.profit == pytest.approx(expected, rel=1e-12)
+    assert t.commission == pytest.approx(-2 * spec.commission_per_lot_per_side * t.lots)
+    assert res.summary["balance"] == pytest.approx(10_000 + t.profit + t.commission)
 
 
 # --------------------------------------------------------------------------- faults
