@@ -526,6 +526,26 @@ def test_stop_and_freeze_levels_widen_the_stops(
     assert bid - t.sl >= 40e-5 - 1e-9 and t.tp - bid >= 40e-5 - 1e-9
 
 
+def test_autotrading_off_and_dlls_not_allowed(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    endpoint = _free_endpoint()
+    server = ScriptedServer(endpoint, {times[20]: ("BUY", 5000.0, 5000.0)}).start()
+    try:
+        off = _replay(
+            built, short_csv, tmp_path / "a", endpoint, stop_bar=25, faults={"trade_allowed": False}
+        )
+        no_dll = _replay(
+            built, short_csv, tmp_path / "b", endpoint, stop_bar=25, faults={"dlls_allowed": False}
+        )
+    finally:
+        server.stop()
+    assert off.trades.empty and off.summary["counts"].get("order_send_calls", 0) == 0
+    assert [r for r in _events(_journal(off), "risk_block") if "trade_not_allowed" in r["detail"]]
+    assert (no_dll.summary["init_result"], no_dll.summary["deinit_reason"]) == (1, 8)
+    assert no_dll.summary["counts"].get("ontick_calls", 0) == 0
+
+
 def test_server_down_at_start_then_up(
     built: Any, short_csv: Path, times: list[int], tmp_path: Path
 ) -> None:
