@@ -789,7 +789,10 @@ def test_ea_replay_command_fails_in_one_line(
     assert res.exit_code == 1 and "none.csv not found" in res.output
     assert "Traceback" not in res.output
     dead = _free_endpoint()
-    res = runner.invoke(app, ["ea-replay", "--csv", str(short_csv), "--endpoint", dead])
+    res = runner.invoke(
+        app,
+        ["ea-replay", "--csv", str(short_csv), "--endpoint", dead, "--connect-timeout-ms", "300"],
+    )
     assert res.exit_code == 1 and "no signal server answers" in res.output
     endpoint = _free_endpoint()
     server = ScriptedServer(endpoint, {}).start()

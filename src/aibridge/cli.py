@@ -179,6 +179,7 @@ def ea_replay(
     stop_bar: int = typer.Option(None, help="Last bar (default: the end)."),
     equity: float = typer.Option(10_000.0, help="Initial balance (account currency)."),
     broker_utc_offset: int = typer.Option(0, help="Broker clock minus UTC, seconds."),
+    connect_timeout_ms: int = typer.Option(3000, help="Wait this long for the server check."),
 ) -> None:
     """Run the MQL4 EA itself (compiled with g++ against the MT4 stand-in) over an MT4 CSV,
     bar by bar, against a running signal server; writes trades.csv, the EA's journal,
@@ -207,7 +208,7 @@ def ea_replay(
             console.print(f"[red]ea-replay:[/] --input {item!r}: expected NAME=VALUE")
             raise typer.Exit(1)
         overrides[name.strip()] = value
-    why = check_server(endpoint, symbol, parsed[1] if parsed else "H1")
+    why = check_server(endpoint, symbol, parsed[1] if parsed else "H1", connect_timeout_ms)
     if why:
         console.print(f"[red]ea-replay:[/] {why}")
         raise typer.Exit(1)
