@@ -163,6 +163,17 @@ def test_tree_resolves_includes_once_and_lists_handlers_and_dlls(tmp_path: Path)
         rewrite_tree(ea, tmp_path / "Include", tmp_path / "out2")
 
 
+def test_structs_passed_by_value_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "Include").mkdir()
+    ea = tmp_path / "EA.mq4"
+    ea.write_text(
+        "struct S { int a; };\nint Ok(const S &s,S &t) { return s.a+t.a; }\n"
+        "int Bad(int n,S s) { return s.a; }\n"
+    )
+    with pytest.raises(RewriteError, match=r"EA.mq4:3: parameter s passes S by value"):
+        rewrite_tree(ea, tmp_path / "Include", tmp_path / "out")
+
+
 def test_rewritten_snippet_compiles_and_behaves_like_mql(tmp_path: Path) -> None:
     """The rules together through g++ and the runtime: concatenation, arrays, prototypes."""
     if shutil.which("g++") is None:

@@ -462,6 +462,24 @@ def _prototypes(src: str, path_label: str) -> str:
     return edits.apply(src)
 
 
+def _objects_by_reference(masked_texts: dict[Path, str]) -> None:
+    """MQL passes structs and class objects by reference only; g++ would copy them."""
+    types = set()
+    for masked in masked_texts.values():
+        types |= set(re.findall(rf"\b(?:struct|class)\s+({_IDENT})", masked))
+    if not types:
+        return
+    names = "|".join(sorted(types))
+    by_value = re.compile(rf"[(,]\s*(?:const\s+)?({names})\s+({_IDENT})\s*(?:=[^,()]*)?(?=[,)])")
+    for path, masked in masked_texts.items():
+        for m in by_value.finditer(masked):
+            raise RewriteError(
+                f"{path.name}:{_line_of(masked, m.start())}: parameter {m.group(2)} passes "
+                f"{m.group(1)} by value; MQL passes structs and objects by reference only "
+                f"({m.group(1)} &{m.group(2)})"
+            )
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -522,6 +540,7 @@ def rewrite_tree(
     ]
     main_src_text = ""
     dlls: set[str] = set()
+    masked_texts: dict[Path, str] = {}
     while todo:
         source, target, label = todo.pop()
         if source in files:
@@ -554,6 +573,8 @@ def rewrite_tree(
             main_src_text = text
         target.write_text(cpp, encoding="utf-8")
         files[source] = target
+        masked_texts[source] = masked
+    _objects_by_reference(masked_texts)
     defined = tuple(
         h for h in _HANDLERS if re.search(rf"(?m)^\s*\w+\s+{h}\s*\(", _mask(main_src_text, ""))
     )
