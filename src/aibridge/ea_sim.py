@@ -36,6 +36,7 @@ from aibridge import risk
 from aibridge.instruments import InstrumentSpec, load_instrument
 
 log = logging.getLogger("aibridge.ea_sim")
+MAGIC = 20261125  # the EA's default InpMagic
 
 
 # --------------------------------------------------------------------------- transport
@@ -190,6 +191,8 @@ class SimConfig:
     # The "broker's" TimeCurrent()-TimeGMT() sent with predicts; None: the served model's
     # training offset from the heartbeat (a replay of its own data), else not sent.
     utc_offset_s: int | None = None
+    account: int = 0  # AccountNumber() of the simulated account
+    first_ticket: int | None = None  # None: from the clock (unique across runs)
     trade: bool = True
     quiet: bool = False
 
@@ -215,6 +218,7 @@ class SimSummary:
     reconnects: int = 0
     mismatched: int = 0
     vetoes: Counter[str] = field(default_factory=Counter)
+    signals_acted: int = 0  # BUY/SELL replies acted on at the next open (all but the last bar's)
     pnl: float = 0.0
     timeline: list[tuple[float, int, str]] = field(
         default_factory=list
@@ -251,6 +255,7 @@ class SimSummary:
             "reconnects": self.reconnects,
             "mismatched_replies": self.mismatched,
             "vetoes": dict(self.vetoes),
+            "signals_acted": self.signals_acted,
             "pnl": round(self.pnl, 2),
         }
 
@@ -311,7 +316,10 @@ class EaEmulator:
         self._last_hb = 0.0
         self._seq = 0
         self._first = self._last = -1
-        self._ticket = 1000
+        # MT4 tickets are unique on the account; runs against one journal must not reuse them
+        # (the server stores a trade event once per request id, and ids carry the ticket)
+        self._ticket = cfg.first_ticket or int(time.time() * 1000) % 1_000_000_000
+        self._event_seq: Counter[str] = Counter()
         self.positions: list[_Position] = []
         self.balance = cfg.equity
         self.spec = self._instrument()
@@ -380,8 +388,21 @@ class EaEmulator:
         self.hb = doc
         return doc
 
-    def _trade_event(self, event: str, **fields: Any) -> None:
-        rid = self._rid("te")
+    def _trade_event(self, event: str, bar_time: int = 0, **fields: Any) -> None:
+        """Report a trade event with the EA's request id: ``te-<account>-<ticket>-<event>-<seq>``
+        (without a ticket ``te-<account>-<magic>-<bar_time>-<event>-<seq>``), unique across
+        runs because tickets are, and stable for a re-send."""
+        acct = self.cfg.account
+        ticket = fields.get("ticket")
+        if ticket is not None:
+            key = f"{ticket}-{event}"
+            rid = f"te-{acct}-{key}"
+        else:
+            key = f"{fields.get('magic', MAGIC)}-{bar_time}-{event}"
+            rid = f"te-{acct}-{key}"
+        self._event_seq[key] += 1
+        rid = f"{rid}-{self._event_seq[key]}"
+        fields = {"account": acct, "seq": self._event_seq[key], **fields}
         doc = {
             "protocol_version": 1,
             "type": "trade_event",
@@ -563,6 +584,7 @@ class EaEmulator:
                 sp = self._spreads[i] * self.spec.point  # type: ignore[union-attr]
                 self._close(p, i, o if p.direction > 0 else o + sp, _EXIT_NAMES[code])
         if s != 0 and pending is not None:
+            self.summary.signals_acted += 1
             self._enter(i, s, pending[1])
 
     def _enter(self, i: int, s: int, doc: dict[str, Any]) -> None:
@@ -614,9 +636,10 @@ class EaEmulator:
         fee = spec.commission_per_lot_per_side * lot.lots
         self.balance -= fee
         self._ticket += 1
-        common = {"side": side, "lots": lot.lots, "magic": 20261125, "model_version": self.version}
+        common = {"side": side, "lots": lot.lots, "magic": MAGIC, "model_version": self.version}
         levels = {"sl": _num(sl), "tp": _num(tp)}
-        self._trade_event("order_sent", price=quote, **levels, **common)
+        bar_time = int(self.candles.time[i])
+        self._trade_event("order_sent", bar_time, price=quote, **levels, **common)
         self._trade_event(
             "filled",
             ticket=self._ticket,
