@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup data repro demo test lint bench ui clean
+.PHONY: setup data repro demo test ea-parity lint bench ui clean
 
 # A stamp file: reinstall only when the dependency pins change.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -32,6 +32,13 @@ demo: repro
 
 test: setup
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory ea-parity
+
+# The EA's own source, compiled against the MT4 stand-in (mt4_ea/standin), replayed against a
+# real `aibridge serve` on the bundled sample and on a planted-edge series where the model
+# trades; exits non-zero on any trade that differs from the backtest's.
+ea-parity: setup
+	$(BIN)/python -m aibridge.mt4.parity --out reports/ea_parity
 
 lint: setup
 	ruff check src tests pipelines benchmarks
