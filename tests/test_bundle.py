@@ -141,51 +141,73 @@ def test_trained_model_records_instrument_and_broker_clock(
     assert report["files"]["data/EURUSD60.csv"]["broker_clock"]["utc_offset_s"] == 0
 
 
+def _same(got, row) -> bool:
+    """The fast path's Decision equals the pyfunc's row, bit for bit."""
+    ev = row.get("ev_r", np.nan)
+    return bool(
+        got.action == row["action"]
+        and got.confidence == row["confidence"]
+        and got.probabilities["BUY"] == row["p_buy"]
+        and got.probabilities["SELL"] == row["p_sell"]
+        and got.probabilities["HOLD"] == row["p_hold"]
+        and got.reason == row["reason"]
+        and (got.sl is None) == bool(np.isnan(row["sl"]))
+        and (
+            got.sl is None
+            or (
+                got.sl == row["sl"]
+                and got.tp == row["tp"]
+                and got.sl_points == row["sl_points"]
+                and got.tp_points == row["tp_points"]
+            )
+        )
+        and ((got.ev_r is None and np.isnan(ev)) or got.ev_r == ev)
+    )
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("min_confidence", [None, 0.34])
+@pytest.mark.parametrize("ev_margin", [None, -0.4])
 def test_fast_path_equals_pyfunc_on_every_bar(
-    trained_model_store: TrainedStore, tmp_path, min_confidence: float | None
+    trained_model_store: TrainedStore, tmp_path, ev_margin: float | None
 ) -> None:
-    """As registered (the sample model says HOLD throughout), and with a confidence floor low
-    enough that it trades, so SL/TP prices are compared too."""
+    """As registered (the sample has no edge: the model never trades, reason no_edge), and
+    with a margin low enough that it trades on the bars' own spreads, so SL/TP prices, the
+    calibrated probabilities and the EV are compared too."""
     serving = load_serving_model(
         trained_model_store.model_uri, trained_model_store.tracking_uri, cache_dir=tmp_path
     )
     assert serving.info.version == "1" and serving.info.alias == "champion"
     assert serving.info.data_hash.endswith(".dir")
-    if min_confidence is not None:
-        model_dir = tmp_path / "low-confidence"
+    candles = trained_model_store.candles
+    if ev_margin is not None:
+        model_dir = tmp_path / "low-margin"
         shutil.copytree(serving.model_dir, model_dir)
         settings_path = model_dir / "artifacts" / "settings.json"
         settings = json.loads(settings_path.read_text())
-        settings["min_confidence"] = min_confidence
+        settings["ev_margin"] = ev_margin
         settings_path.write_text(json.dumps(settings))
         serving = ServingModel(serving.info, model_dir)
-        pyfunc = mlflow.pyfunc.load_model(str(model_dir))
+        pyfunc = mlflow.pyfunc.load_model(str(model_dir)).unwrap_python_model()
+        spreads = np.random.default_rng(0).integers(0, 30, len(candles)).astype(float)
+        candles = candles.assign(spread=spreads)
     else:
         mlflow.set_tracking_uri(trained_model_store.tracking_uri)
-        pyfunc = mlflow.pyfunc.load_model(trained_model_store.model_uri)
+        pyfunc = mlflow.pyfunc.load_model(trained_model_store.model_uri).unwrap_python_model()
         mlflow.set_tracking_uri(None)
-    candles = trained_model_store.candles
-    expected = pyfunc.predict(candles)
-    if min_confidence is not None:
+        spreads = None
+    expected = pyfunc.predict(None, candles)
+    if ev_margin is not None:
         assert (expected["action"] != "HOLD").sum() > 100
+    else:
+        m = serving.min_bars
+        assert set(expected["reason"].iloc[m - 1 :]) == {"no_edge"}
     arrays = [candles[c].to_numpy() for c in ("time", "open", "high", "low", "close", "volume")]
     m = serving.min_bars
     mismatches = []
     for t in range(m - 1, len(candles)):
         window = [a[t - m + 1 : t + 1] for a in arrays]
-        got = serving.decide(*window)
-        row = expected.iloc[t]
-        same = (
-            got.action == row["action"]
-            and got.confidence == row["confidence"]
-            and got.probabilities["BUY"] == row["p_buy"]
-            and got.reason == row["reason"]
-            and (got.sl is None) == bool(np.isnan(row["sl"]))
-            and (got.sl is None or (got.sl == row["sl"] and got.tp == row["tp"]))
-        )
-        if not same:
+        got = serving.decide(*window, spread_points=None if spreads is None else spreads[t])
+        if not _same(got, expected.iloc[t]):
             mismatches.append(t)
     assert mismatches == []
     assert len(candles) - m + 1 == 4960
@@ -210,3 +232,86 @@ def test_missing_model_and_bad_uri_are_clear(trained_model_store: TrainedStore) 
         load_serving_model("models:/nope@champion", trained_model_store.tracking_uri)
     with pytest.raises(ModelLoadError, match="is not a registry URI"):
         parse_model_uri("runs:/abc/model")
+
+
+def _ev_bundle(tmp_path: Path, calibration: dict | None, **extra) -> Path:
+    return save_small_model(
+        tmp_path,
+        decision_rule="ev",
+        calibration=calibration,
+        ev_margin=-0.2,
+        cost_points=7.0,
+        spread_ref_points=5.0,
+        default_spread_points=12.0,
+        min_confidence=0.0,
+        symbol="EURUSD",
+        digits=5,
+        point=1e-5,
+        **extra,
+    )
+
+
+ISOTONIC = {
+    "method": "isotonic",
+    "x": [[0.2, 0.3, 0.35, 0.5], [0.2, 0.4, 0.6], [0.1, 0.33, 0.34, 0.6]],
+    "y": [[0.1, 0.2, 0.45, 0.5], [0.3, 0.35, 0.9], [0.05, 0.3, 0.5, 0.7]],
+}
+SIGMOID = {"method": "sigmoid", "a": [3.0, 1.0, 4.0], "b": [0.5, 0.0, -0.2]}
+
+
+@pytest.mark.parametrize("calibration", [None, ISOTONIC, SIGMOID], ids=["none", "iso", "sig"])
+def test_fast_path_equals_pyfunc_with_calibration_and_spreads(
+    tmp_path: Path, calibration: dict | None
+) -> None:
+    """An expected-value bundle: calibrated probabilities, EV, reasons and SL/TP (BUY from the
+    Ask) are the pyfunc's bits on every bar, with the request's spread or the default."""
+    model_dir = _ev_bundle(tmp_path, calibration)
+    model = ServingModel(INFO, model_dir)
+    candles = read_mt4_csv(REPO / "src/aibridge/data/EURUSD60.csv").candles.iloc[:400]
+    candles = candles.drop(columns=["line"]).reset_index(drop=True)
+    spreads = np.random.default_rng(1).integers(0, 40, len(candles)).astype(float)
+    pyfunc = mlflow.pyfunc.load_model(str(model_dir))
+    arrays = [candles[c].to_numpy() for c in ("time", "open", "high", "low", "close", "volume")]
+    m = model.min_bars
+    for with_spread in (False, True):
+        frame = candles.assign(spread=spreads) if with_spread else candles
+        expected = pyfunc.unwrap_python_model().predict(None, frame)
+        # the registry's pyfunc (schema enforcement) gives the same frame
+        if not with_spread:
+            via_mlflow = pyfunc.predict(frame)
+            assert via_mlflow["action"].equals(expected["action"])
+        reasons = set(expected["reason"].iloc[m - 1 :])
+        assert "signal" in reasons, reasons
+        for t in range(m - 1, len(candles)):
+            window = [a[t - m + 1 : t + 1] for a in arrays]
+            got = model.decide(*window, spread_points=spreads[t] if with_spread else None)
+            assert _same(got, expected.iloc[t]), (t, got, expected.iloc[t].to_dict())
+        p = expected[["p_sell", "p_hold", "p_buy"]].iloc[m - 1 :].to_numpy()
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-12)
+        close = candles["close"].to_numpy()
+        for side, sign in (("BUY", 1), ("SELL", -1)):
+            rows = expected[expected["action"] == side]
+            assert len(rows) > 0
+            entry = close[rows.index] + (
+                (spreads[rows.index] if with_spread else 12.0) * 1e-5 if sign > 0 else 0.0
+            )
+            # levels measured from the expected fill: BUY at the Ask, SELL at the Bid
+            np.testing.assert_allclose(
+                rows["tp"], entry + sign * rows["tp_points"] * 1e-5, atol=1e-9
+            )
+            np.testing.assert_allclose(
+                rows["sl"], entry - sign * rows["sl_points"] * 1e-5, atol=1e-9
+            )
+
+
+def test_no_margin_means_no_trade_and_says_so(tmp_path: Path) -> None:
+    model = ServingModel(INFO, _ev_bundle(tmp_path, SIGMOID))
+    import dataclasses
+
+    model._decision_settings = dataclasses.replace(model._decision_settings, ev_margin=None)
+    candles = read_mt4_csv(REPO / "src/aibridge/data/EURUSD60.csv").candles.iloc[:100]
+    got = model.decide(
+        *(candles[c].to_numpy() for c in ("time", "open", "high", "low", "close", "volume"))
+    )
+    assert (got.action, got.reason, got.sl) == ("HOLD", "no_edge", None)
+    assert got.ev_r is not None

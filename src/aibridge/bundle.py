@@ -64,6 +64,8 @@ class Decision:
     sl_points: float | None
     tp_points: float | None
     reason: str
+    # The candidate side's expected R after costs (expected-value models; None otherwise).
+    ev_r: float | None = None
 
 
 def parse_model_uri(model_uri: str) -> tuple[str, str | None, str | None]:
@@ -151,13 +153,24 @@ class ServingModel:
         self.sl_atr_mult: float = float(s["sl_atr_mult"])
         self.tp_atr_mult: float = float(s["tp_atr_mult"])
         self._atr_window = int(self.feature_params["atr_window"])
-        self._decision_settings = self.decision.DecisionSettings(
-            min_confidence=self.min_confidence,
-            tp_atr_mult=self.tp_atr_mult,
-            sl_atr_mult=self.sl_atr_mult,
-            digits=self.digits,
-            point=self.point,
-        )
+        # The decision rule travels with the model (its own decision.py): the expected-value
+        # rule with its calibration, margin and costs, or the older confidence rule.
+        self._ev_path = hasattr(self.decision, "decide_rows")
+        if self._ev_path:
+            self._decision_settings = self.decision.settings_from(s)
+        else:
+            self._decision_settings = self.decision.DecisionSettings(
+                min_confidence=self.min_confidence,
+                tp_atr_mult=self.tp_atr_mult,
+                sl_atr_mult=self.sl_atr_mult,
+                digits=self.digits,
+                point=self.point,
+            )
+        self.calibration: dict[str, Any] | None = s.get("calibration")
+        self.decision_rule: str = str(s.get("decision_rule", "confidence"))
+        ev_margin = s.get("ev_margin")
+        self.ev_margin: float | None = None if ev_margin is None else float(ev_margin)
+        self.default_spread_points: float = float(s.get("default_spread_points", 0.0))
         self._classes = tuple(s.get("classes", self.decision.CLASSES))
         if not info.symbol:
             self.info = ModelInfo(
@@ -188,8 +201,14 @@ class ServingModel:
         low: np.ndarray,
         close: np.ndarray,
         volume: np.ndarray,
+        spread_points: float | None = None,
     ) -> Decision:
-        """Decision for the newest candle, from the last ``min_bars`` candles (oldest first)."""
+        """Decision for the newest candle, from the last ``min_bars`` candles (oldest first).
+
+        ``spread_points``: the spread the trade would pay (the request's ``spread_points``);
+        None: the training instrument's default. It enters the expected-value rule's costs
+        and the BUY's SL/TP prices (measured from the Ask).
+        """
         m = self.min_bars
         if len(close) < m:
             raise TooFewBarsError(f"{len(close)} candles sent, the model needs {m}")
@@ -202,12 +221,38 @@ class ServingModel:
         if not np.isfinite(row).all():
             raise ValueError("candles produce non-finite features (zero or NaN prices?)")
         # One row: threads cost 10-50x the prediction itself (LightGBM defaults to all cores).
-        proba = self.booster.predict(row, num_threads=1)[0]
+        raw = self.booster.predict(row, num_threads=1)
+        atr = self.features.atr(h, lo, c, self._atr_window, first_row=m - 1)[-1:]
+        if self._ev_path:
+            # The pyfunc's function on one row: the same bits as on the whole history.
+            out = self.decision.decide_rows(
+                raw,
+                c[-1:],
+                atr,
+                None if spread_points is None else float(spread_points),
+                self._decision_settings,
+                self.calibration,
+            )
+            action = int(out["action"][0])
+            trade = action != self.decision.HOLD
+            proba = out["proba"][0]
+            ev = float(out["ev_r"][0])
+            return Decision(
+                action=self._classes[action],
+                confidence=float(out["confidence"][0]),
+                probabilities={name: float(proba[i]) for i, name in enumerate(self._classes)},
+                sl=float(out["sl"][0]) if trade else None,
+                tp=float(out["tp"][0]) if trade else None,
+                sl_points=float(out["sl_points"][0]) if trade else None,
+                tp_points=float(out["tp_points"][0]) if trade else None,
+                reason=str(out["reason"][0]),
+                ev_r=ev if np.isfinite(ev) else None,
+            )
+        proba = raw[0]
         action, confidence, reason = self.decision.decide_one(
             proba[0], proba[1], proba[2], self.min_confidence
         )
-        atr = self.features.atr(h, lo, c, self._atr_window, first_row=m - 1)[-1]
-        stops = self.decision.stops_one(action, c[-1], atr, self._decision_settings)
+        stops = self.decision.stops_one(action, c[-1], atr[0], self._decision_settings)
         sl_p, tp_p, sl_pts, tp_pts = stops if stops else (None, None, None, None)
         return Decision(
             action=self._classes[action],

@@ -14,7 +14,9 @@ Design rules
   kernel uses only IEEE-exact arithmetic (+ - * / sqrt, no fast-math); ``log``, ``sin`` and
   ``cos`` come from numpy, outside the kernel, so they are the same calls on both paths.
 * Scale-free: price features are normalised by the current close (as in qlib's Alpha158), so a
-  model trained on EURUSD at 1.10 also sees sensible inputs at 1.20.
+  model trained on EURUSD at 1.10 also sees sensible inputs at 1.20. Beside them the candle
+  (body, range, wicks) and the returns over ``atr_return_lags`` are divided by the ATR, so a
+  pattern reads the same in every volatility regime.
 * No scaler: gradient-boosted trees split on thresholds and are invariant to monotonic
   rescaling of a feature, so standardisation would not change the model's decisions.
 """
@@ -28,7 +30,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-FEATURE_SET_VERSION = "1"
+FEATURE_SET_VERSION = "2"
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "return_lags": [1, 2, 3, 5, 10, 20],
@@ -36,6 +38,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "atr_window": 14,
     "rsi_window": 14,
     "volume_window": 20,
+    # Returns over these lags divided by the ATR (volatility units, beside the candle shape
+    # over ATR); [] turns the volatility-unit block off (feature set 1).
+    "atr_return_lags": [1, 5, 20],
     "calendar": True,
 }
 
@@ -53,6 +58,7 @@ def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     if params:
         merged.update({k: v for k, v in params.items() if k in DEFAULT_PARAMS})
     merged["return_lags"] = [int(x) for x in merged["return_lags"]]
+    merged["atr_return_lags"] = [int(x) for x in merged["atr_return_lags"]]
     merged["windows"] = sorted(int(x) for x in merged["windows"])
     return merged
 
@@ -66,6 +72,7 @@ def min_bars(params: Mapping[str, Any] | None = None) -> int:
         p["atr_window"] + 1,  # true range uses the previous close.
         p["rsi_window"] + 1,
         p["volume_window"],
+        max(p["atr_return_lags"], default=0) + 1,
     ]
     return int(max(needs))
 
@@ -78,6 +85,11 @@ def feature_names(params: Mapping[str, Any] | None = None) -> list[str]:
         names += [f"roc_{w}", f"ma_{w}", f"std_{w}", f"max_{w}", f"min_{w}", f"rsv_{w}"]
         names += [f"vol_{w}", f"vma_{w}"]
     names += ["atr", "rsi", "volume_z"]
+    if p["atr_return_lags"]:
+        # Candle shape and returns in volatility units: the same pattern reads the same in a
+        # calm and in a wild market (the k* features above divide by price or by the range).
+        names += ["body_atr", "range_atr", "upper_atr", "lower_atr"]
+        names += [f"ret_atr_{k}" for k in p["atr_return_lags"]]
     if p["calendar"]:
         names += ["hour_sin", "hour_cos", "dow_sin", "dow_cos"]
     return names
@@ -97,6 +109,7 @@ def _row(
     atr_w: int,
     rsi_w: int,
     vol_w: int,
+    atr_lags: np.ndarray,
     out: np.ndarray,
     sums: np.ndarray,
     ext: np.ndarray,
@@ -178,7 +191,8 @@ def _row(
             out[t, j + 7] = (sums[4, wi] / w) / (vt + 1.0)
             j += 8
 
-        out[t, j] = _atr_at(h, lo, c, atr_w, t) / ct
+        a = _atr_at(h, lo, c, atr_w, t)
+        out[t, j] = a / ct
         j += 1
 
         up = 0.0
@@ -203,18 +217,47 @@ def _row(
         var_v = s2 / vol_w - mean_v * mean_v
         std_v = np.sqrt(0.0 if var_v < 0.0 else var_v)
         out[t, j] = (vt - mean_v) / std_v if std_v > 0.0 else 0.0
+        j += 1
+
+        if len(atr_lags) > 0:
+            a_eps = a + eps
+            out[t, j] = (ct - ot) / a_eps
+            out[t, j + 1] = rng / a_eps
+            out[t, j + 2] = (ht - top) / a_eps
+            out[t, j + 3] = (bottom - lt) / a_eps
+            j += 4
+            for k in atr_lags:
+                out[t, j] = (ct - c[t - k]) / a_eps
+                j += 1
 
 
 @numba.njit(cache=True, nogil=True)
-def _rows_serial(o, h, lo, c, v, log_c, lags, windows, atr_w, rsi_w, vol_w, first, out):
+def _rows_serial(o, h, lo, c, v, log_c, lags, windows, atr_w, rsi_w, vol_w, atr_lags, first, out):
     sums = np.empty((5, len(windows)))  # c, c*c, r, r*r, v per window
     ext = np.empty((2, len(windows)))  # max high, min low per window
     for t in range(first, len(c)):
-        _row(t, o, h, lo, c, v, log_c, lags, windows, atr_w, rsi_w, vol_w, out, sums, ext)
+        _row(
+            t,
+            o,
+            h,
+            lo,
+            c,
+            v,
+            log_c,
+            lags,
+            windows,
+            atr_w,
+            rsi_w,
+            vol_w,
+            atr_lags,
+            out,
+            sums,
+            ext,
+        )
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _rows_parallel(o, h, lo, c, v, log_c, lags, windows, atr_w, rsi_w, vol_w, first, out):
+def _rows_parallel(o, h, lo, c, v, log_c, lags, windows, atr_w, rsi_w, vol_w, atr_lags, first, out):
     """Rows are independent: the same ``_row`` on every core, identical results."""
     n = len(c)
     chunk = 4096
@@ -224,7 +267,24 @@ def _rows_parallel(o, h, lo, c, v, log_c, lags, windows, atr_w, rsi_w, vol_w, fi
         ext = np.empty((2, len(windows)))
         start = first + k * chunk
         for t in range(start, min(start + chunk, n)):
-            _row(t, o, h, lo, c, v, log_c, lags, windows, atr_w, rsi_w, vol_w, out, sums, ext)
+            _row(
+                t,
+                o,
+                h,
+                lo,
+                c,
+                v,
+                log_c,
+                lags,
+                windows,
+                atr_w,
+                rsi_w,
+                vol_w,
+                atr_lags,
+                out,
+                sums,
+                ext,
+            )
 
 
 @numba.njit(cache=True, nogil=True)
@@ -310,6 +370,7 @@ def feature_matrix(
         int(p["atr_window"]),
         int(p["rsi_window"]),
         int(p["volume_window"]),
+        np.array(p["atr_return_lags"], dtype=np.int64),
         first,
         out,
     )

@@ -46,6 +46,21 @@ class BundleSettings:
     broker_utc_offset_s: int | None = None
     broker_dst: str | None = None
     broker_clock: dict[str, Any] = field(default_factory=dict)
+    # The decision rule (see ``aibridge.decision``): "ev" since the expected-value rule,
+    # "confidence" for bundles written before it. Calibration (fitted on the validation
+    # window), the EV margin in R chosen there (None: no margin paid → never trades), the
+    # round-trip costs besides the spread in points, the spread the labels already paid
+    # (training median, points), the spread assumed when a request carries none, and the
+    # validation table the margin was chosen from.
+    decision_rule: str = "confidence"
+    calibration: dict[str, Any] | None = None
+    ev_margin: float | None = None
+    cost_points: float = 0.0
+    cost_detail: dict[str, float] = field(default_factory=dict)
+    spread_ref_points: float = 0.0
+    default_spread_points: float = 0.0
+    spread_cost: str = "excess"
+    decision_validation: dict[str, Any] = field(default_factory=dict)
     classes: list[str] = field(default_factory=lambda: list(decision.CLASSES))
     feature_set_version: str = features.FEATURE_SET_VERSION
     data_hash: str = "unknown"

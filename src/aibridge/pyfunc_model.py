@@ -5,7 +5,9 @@ artifacts. Loading the model therefore needs only mlflow, numpy, pandas, numba a
 this package -- and always runs the feature code the booster was trained with.
 
 ``predict`` takes a DataFrame of candles (``time, open, high, low, close, volume``, oldest
-first, bars are Bid) and returns one decision per row.
+first, bars are Bid; optionally ``spread`` in points) and returns one decision per row:
+action, confidence, calibrated class probabilities, SL/TP prices and points, the reason and
+``ev_r`` (the candidate side's expected R after costs; see ``decision.py``).
 """
 
 from __future__ import annotations
@@ -75,7 +77,6 @@ class CandleDecisionModel(PythonModel):
         ready = np.isfinite(matrix).all(axis=1)
         if ready.any():
             proba[ready] = self.booster.predict(np.ascontiguousarray(matrix[ready]))
-        action, confidence, reason = self.decision.decide(proba, s["min_confidence"])
         close = frame["close"].to_numpy(dtype=np.float64)
         atr = self.features.atr(
             frame["high"].to_numpy(),
@@ -83,6 +84,37 @@ class CandleDecisionModel(PythonModel):
             close,
             s["feature_params"]["atr_window"],
         )
+        # The spread each bar would be traded at (points, MT4's export column) when given;
+        # otherwise the training instrument's default.
+        spread = (
+            frame["spread"].to_numpy(dtype=np.float64)
+            if "spread" in frame.columns and frame["spread"].notna().all()
+            else None
+        )
+        names = np.asarray(self.decision.ACTION_NAMES, dtype=object)
+        if hasattr(self.decision, "decide_rows"):
+            settings = self.decision.settings_from(s)
+            out = self.decision.decide_rows(
+                proba, close, atr, spread, settings, s.get("calibration")
+            )
+            p = out["proba"]
+            return pd.DataFrame(
+                {
+                    "action": names[out["action"]],
+                    "confidence": out["confidence"],
+                    "p_sell": p[:, 0],
+                    "p_hold": p[:, 1],
+                    "p_buy": p[:, 2],
+                    "sl": out["sl"],
+                    "tp": out["tp"],
+                    "sl_points": out["sl_points"],
+                    "tp_points": out["tp_points"],
+                    "reason": out["reason"].astype(object),
+                    "ev_r": out["ev_r"],
+                }
+            )
+        # A bundle whose decision.py predates the expected-value rule.
+        action, confidence, reason = self.decision.decide(proba, s["min_confidence"])
         settings = self.decision.DecisionSettings(
             min_confidence=s["min_confidence"],
             tp_atr_mult=s["tp_atr_mult"],
@@ -91,7 +123,6 @@ class CandleDecisionModel(PythonModel):
             point=s["point"],
         )
         sl, tp, sl_pts, tp_pts = self.decision.stops(action, close, atr, settings)
-        names = np.asarray(self.decision.ACTION_NAMES, dtype=object)
         return pd.DataFrame(
             {
                 "action": names[action],

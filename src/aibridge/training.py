@@ -6,6 +6,7 @@ trained exactly like the registered one.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -74,7 +75,16 @@ def lightgbm_params(model_params: Mapping[str, Any], seed: int) -> dict[str, Any
     params = {
         k: v
         for k, v in model_params.items()
-        if k not in {"num_boost_round", "early_stopping_rounds", "class_weight", "name"}
+        if k
+        not in {
+            "num_boost_round",
+            "early_stopping_rounds",
+            "class_weight",
+            "name",
+            "calibration",
+            "calibration_min_bin",
+            "decision",
+        }
     }
     params.update(
         objective="multiclass",
@@ -144,3 +154,235 @@ def classification_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]
 
 def confusion(y: np.ndarray, proba: np.ndarray) -> np.ndarray:
     return confusion_matrix(y, proba.argmax(axis=1), labels=list(range(len(CLASSES))))
+
+
+# --------------------------------------------------------------------------- decision model
+
+
+def _bins(p: np.ndarray, hit: np.ndarray, min_bin: int) -> tuple[np.ndarray, ...]:
+    """Consecutive groups of at least ``min_bin`` rows in order of ``p`` (ties kept together):
+    mean p, mean outcome and size per group."""
+    order = np.argsort(p, kind="stable")
+    ps, hs = p[order], hit[order]
+    edges = [0]
+    i = min_bin
+    while i < len(ps):
+        while i < len(ps) and ps[i] == ps[i - 1]:
+            i += 1
+        if len(ps) - i < min_bin:
+            break
+        edges.append(i)
+        i += min_bin
+    edges.append(len(ps))
+    xs, ys, ws = [], [], []
+    for lo, hi in itertools.pairwise(edges):
+        xs.append(ps[lo:hi].mean())
+        ys.append(hs[lo:hi].mean())
+        ws.append(hi - lo)
+    return np.array(xs), np.array(ys), np.array(ws, dtype=np.float64)
+
+
+def fit_calibration(
+    proba: np.ndarray, y: np.ndarray, method: str, min_bin: int = 50
+) -> dict[str, Any] | None:
+    """One-vs-rest calibrators per class fitted on (validation) probabilities and labels, in
+    the form :func:`aibridge.decision.calibrate` applies (JSON-able lists, no sklearn at
+    serving time). ``none`` → None.
+
+    ``isotonic`` is fitted on groups of at least ``min_bin`` validation rows (in order of the
+    raw probability): a plain isotonic fit makes steps of a handful of rows at the top, which
+    the margin search then mistakes for an edge (seen on a control series with no edge).
+    """
+    if method in (None, "none"):
+        return None
+    proba = np.asarray(proba, dtype=np.float64)
+    if method == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        xs, ys = [], []
+        for k in range(len(CLASSES)):
+            bx, by, bw = _bins(proba[:, k], (y == k).astype(np.float64), max(int(min_bin), 1))
+            iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+            iso.fit(bx, by, sample_weight=bw)
+            xs.append([float(v) for v in iso.X_thresholds_])
+            ys.append([float(v) for v in iso.y_thresholds_])
+        return {"method": "isotonic", "x": xs, "y": ys}
+    if method == "sigmoid":
+        from sklearn.linear_model import LogisticRegression
+
+        a, b = [], []
+        for k in range(len(CLASSES)):
+            q = np.clip(proba[:, k], 1e-6, 1 - 1e-6)
+            z = (np.log(q) - np.log(1 - q))[:, None]
+            target = (y == k).astype(int)
+            if target.min() == target.max():  # one class only: identity
+                a.append(1.0)
+                b.append(0.0)
+                continue
+            lr = LogisticRegression(C=1e6, max_iter=1000).fit(z, target)
+            a.append(float(lr.coef_[0, 0]))
+            b.append(float(lr.intercept_[0]))
+        return {"method": "sigmoid", "a": a, "b": b}
+    raise ValueError(f"unknown calibration {method!r}; use isotonic, sigmoid or none")
+
+
+def cost_points(
+    spec: Any, reference_price: float, slippage_points: float
+) -> tuple[float, dict[str, float]]:
+    """Round-trip costs besides the spread, in points of ``spec`` (an InstrumentSpec):
+    commission at open and at close converted at ``reference_price``, plus the expected
+    slippage (per trade, in points)."""
+    try:
+        tick_value = spec.tick_value_at(reference_price)
+    except ValueError:  # a cross without a conversion rate: approximate as base = account
+        tick_value = spec.fixed_tick_value / reference_price
+    point_value = tick_value * spec.point / spec.tick  # money per point per 1.0 lot
+    commission = 2.0 * spec.commission_per_lot_per_side / point_value if point_value > 0 else 0.0
+    total = commission + float(slippage_points)
+    return total, {
+        "commission_points": float(commission),
+        "slippage_points": float(slippage_points),
+    }
+
+
+def choose_margin(
+    ev: np.ndarray,
+    realised_r: np.ndarray,
+    grid: list[float],
+    min_trades: int,
+    min_t: float = 0.0,
+) -> tuple[float | None, list[dict[str, float]]]:
+    """The EV margin (R) for the decision, chosen on the validation window.
+
+    ``ev``: the candidate side's EV per validation bar; ``realised_r``: what that side's trade
+    actually made, net of costs. For each margin in ``grid`` the bars with ``ev > margin`` are
+    the trades; among margins with at least ``min_trades`` trades, a positive mean and a
+    t-statistic (mean / standard error) of at least ``min_t``, the one with the highest
+    expectancy (mean net R per trade) wins. None when no margin qualifies: the model never
+    trades. Returns the margin and the whole table (for the run's report).
+    """
+    ev = np.asarray(ev, dtype=np.float64)
+    realised_r = np.asarray(realised_r, dtype=np.float64)
+    usable = np.isfinite(ev) & np.isfinite(realised_r)
+    table: list[dict[str, float]] = []
+    best: float | None = None
+    best_mean = -np.inf
+    for margin in sorted(float(m) for m in grid):
+        r = realised_r[usable & (ev > margin)]
+        n = len(r)
+        mean = float(r.mean()) if n else 0.0
+        sd = float(r.std(ddof=1)) if n > 1 else 0.0
+        t = mean / (sd / np.sqrt(n)) if n > 1 and sd > 0 else 0.0
+        ok = n >= min_trades and mean > 0 and t >= min_t
+        table.append(
+            {
+                "margin": margin,
+                "trades": float(n),
+                "expectancy_r": mean,
+                "t": float(t),
+                "ok": bool(ok),
+            }
+        )
+        if ok and mean > best_mean:
+            best, best_mean = margin, mean
+    return best, table
+
+
+@dataclass
+class DecisionFit:
+    """What the validation window decides besides the trees."""
+
+    calibration: dict[str, Any] | None
+    ev_margin: float | None
+    table: list[dict[str, float]]
+    validation_trades: int
+    validation_expectancy_r: float
+
+
+def fit_decision(
+    raw_proba_val: np.ndarray,
+    y_val: np.ndarray,
+    r_long_val: np.ndarray,
+    r_short_val: np.ndarray,
+    close_val: np.ndarray,
+    atr_val: np.ndarray,
+    spread_val: np.ndarray | float,
+    settings: Any,
+    calibration_method: str,
+    decision_params: Mapping[str, Any],
+) -> DecisionFit:
+    """Calibrate on the validation window, then choose the EV margin there (never on test).
+
+    ``settings``: a :class:`aibridge.decision.DecisionSettings` with ``rule="ev"`` and the
+    costs (its ``ev_margin`` is ignored); ``r_long_val``/``r_short_val``: each side's realised
+    R from :func:`aibridge.labels.barrier_outcomes` (before commission/slippage). A fixed
+    ``decision_params["ev_margin"]`` (a number) skips the search.
+    """
+    import dataclasses
+
+    from aibridge import decision
+
+    calibration = fit_calibration(
+        raw_proba_val,
+        y_val,
+        calibration_method,
+        int(decision_params.get("calibration_min_bin", 50)),
+    )
+    probe = dataclasses.replace(settings, ev_margin=-np.inf, min_confidence=0.0)
+    rows = decision.decide_rows(raw_proba_val, close_val, atr_val, spread_val, probe, calibration)
+    side = rows["action"]
+    sl_pts, _ = decision.distances(atr_val, settings)
+    spread = np.broadcast_to(np.asarray(spread_val, dtype=np.float64), (len(side),))
+    cost = decision.costs_r(sl_pts, spread, settings)
+    realised = np.where(side == decision.BUY, r_long_val, r_short_val) - cost
+    realised = np.where(side == decision.HOLD, np.nan, realised)
+    fixed = decision_params.get("ev_margin", "auto")
+    grid = [float(m) for m in decision_params.get("ev_margin_grid", [0.0])]
+    chosen, table = choose_margin(
+        rows["ev_r"],
+        realised,
+        grid,
+        int(decision_params.get("min_validation_trades", 30)),
+        float(decision_params.get("min_validation_t", 0.0)),
+    )
+    if fixed not in (None, "auto"):
+        chosen = float(fixed)
+    picked = (
+        np.isfinite(realised) & (rows["ev_r"] > chosen)
+        if chosen is not None
+        else np.zeros(len(side), dtype=bool)
+    )
+    n = int(picked.sum())
+    return DecisionFit(
+        calibration=calibration,
+        ev_margin=chosen,
+        table=table,
+        validation_trades=n,
+        validation_expectancy_r=float(realised[picked].mean()) if n else 0.0,
+    )
+
+
+def realised_net_r(rows: Mapping[str, np.ndarray], lab: Any, settings: Any) -> np.ndarray:
+    """Per bar: the traded side's realised R after commission, slippage and extra spread
+    (NaN where the decision holds). ``lab``: label frame rows (r_long, r_short, atr, spread)."""
+    from aibridge import decision
+
+    action = np.asarray(rows["action"])
+    sl_pts, _ = decision.distances(lab["atr"].to_numpy(), settings)
+    cost = decision.costs_r(sl_pts, lab["spread"].to_numpy(dtype=np.float64), settings)
+    r = np.where(action == decision.BUY, lab["r_long"].to_numpy(), lab["r_short"].to_numpy())
+    return np.where(action == decision.HOLD, np.nan, r - cost)
+
+
+def trade_metrics(rows: Mapping[str, np.ndarray], lab: Any, settings: Any) -> dict[str, float]:
+    """Trades the decision takes on these rows and their expectancy in R after costs (every
+    signal counted as its own trade, as the labels trade it)."""
+    net = realised_net_r(rows, lab, settings)
+    traded = np.isfinite(net)
+    n = int(traded.sum())
+    return {
+        "trades": float(n),
+        "trade_rate": float(n / max(len(net), 1)),
+        "expectancy_r": float(net[traded].mean()) if n else 0.0,
+        "win_rate": float((net[traded] > 0).mean()) if n else 0.0,
+    }

@@ -10,7 +10,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from aibridge.config import to_container
-from aibridge.decision import CLASSES, decide
+from aibridge.decision import CLASSES, HOLD
 from aibridge.stages.common import StagePaths, console, read_json, run_stage, write_json
 from aibridge.tracking import configure_mlflow
 from aibridge.training import classification_metrics, confusion
@@ -46,12 +46,19 @@ def evaluate(cfg: DictConfig, paths: StagePaths) -> dict[str, float]:
     y = test["label"].to_numpy()
     proba = test[[f"p_{c.lower()}" for c in CLASSES]].to_numpy()
     metrics = classification_metrics(y, proba)
-    action, _, _ = decide(proba, float(cfg.risk.min_confidence))
-    metrics["signal_rate"] = float(np.mean(action != 1))
-    traded = action != 1
+    # The model's own decisions (expected-value rule, margin from validation) on the test rows.
+    action = test["action"].to_numpy()
+    traded = action != HOLD
+    metrics["signal_rate"] = float(np.mean(traded))
     metrics["signal_precision"] = (
         float(np.mean(action[traded] == y[traded])) if traded.any() else 0.0
     )
+    net = test["net_r"].to_numpy(dtype=np.float64)
+    metrics["trades"] = float(traded.sum())
+    metrics["expectancy_r"] = float(np.nanmean(net[traded])) if traded.any() else 0.0
+    reasons = test["reason"].value_counts()
+    for reason, count in reasons.items():
+        metrics[f"reason_{reason}"] = float(count)
 
     plots = paths.reports / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -79,7 +86,9 @@ def evaluate(cfg: DictConfig, paths: StagePaths) -> dict[str, float]:
     console.print(
         f"evaluate: test accuracy {metrics['accuracy']:.3f}, "
         f"balanced {metrics['balanced_accuracy']:.3f}, signals on {metrics['signal_rate']:.1%} "
-        f"of bars, precision {metrics['signal_precision']:.3f}"
+        f"of bars, precision {metrics['signal_precision']:.3f}, expectancy "
+        f"{metrics['expectancy_r']:+.3f} R after costs; reasons "
+        + ", ".join(f"{k} {v}" for k, v in reasons.items())
     )
     return metrics
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aibridge import features as feature_code
 from aibridge.config import flatten, to_container
-from aibridge.decision import CLASSES
+from aibridge.decision import CLASSES, RULE_EV, DecisionSettings, decide_rows
 from aibridge.ingest.broker_clock import BrokerClock
 from aibridge.instruments import spec_from_mapping
 from aibridge.labels import NO_LABEL
@@ -33,7 +34,15 @@ from aibridge.stages.common import (
 )
 from aibridge.stages.features import load_candles
 from aibridge.tracking import configure_mlflow, data_hash, ensure_experiment, git_commit
-from aibridge.training import classification_metrics, fit_booster, time_split
+from aibridge.training import (
+    classification_metrics,
+    cost_points,
+    fit_booster,
+    fit_decision,
+    realised_net_r,
+    time_split,
+    trade_metrics,
+)
 
 PIP_REQUIREMENTS = ["mlflow", "lightgbm", "numpy", "pandas", "numba"]
 
@@ -44,14 +53,46 @@ def _pinned_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in PIP_REQUIREMENTS]
 
 
-def _dataset(paths: StagePaths) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+def _dataset(paths: StagePaths) -> tuple[pd.DataFrame, np.ndarray, list[str], pd.DataFrame]:
+    """Usable rows: features, labels, feature names and the label frame's trade columns
+    (atr, close, spread, r_long, r_short) for the same rows."""
     feats = pd.read_parquet(paths.features)
     labels = pd.read_parquet(paths.labels)
     if not feats["time"].equals(labels["time"]):
         raise StageError("features and labels are out of step; run `dvc repro` from the start")
+    if "r_long" not in labels.columns:
+        raise StageError(f"{paths.labels} predates the engine-like labels; run `dvc repro`")
     names = [c for c in feats.columns if c != "time"]
     usable = feats[names].notna().all(axis=1).to_numpy() & (labels["label"].to_numpy() != NO_LABEL)
-    return feats.loc[usable].reset_index(drop=True), labels["label"].to_numpy()[usable], names
+    return (
+        feats.loc[usable].reset_index(drop=True),
+        labels["label"].to_numpy()[usable],
+        names,
+        labels.loc[usable].reset_index(drop=True),
+    )
+
+
+def decision_settings_for(
+    cfg: DictConfig, spec: Any, lab: pd.DataFrame, train_rows: np.ndarray
+) -> tuple[DecisionSettings, dict[str, float]]:
+    """The expected-value rule's settings before the margin: stops, costs, spreads."""
+    dparams = to_container(cfg.model).get("decision", {}) or {}
+    reference = float(lab["close"].to_numpy()[train_rows][-1])
+    costs, detail = cost_points(spec, reference, float(dparams.get("slippage_points", 0.0)))
+    settings = DecisionSettings(
+        min_confidence=float(dparams.get("min_confidence", 0.0) or 0.0),
+        tp_atr_mult=float(cfg.labels.tp_atr_mult),
+        sl_atr_mult=float(cfg.labels.sl_atr_mult),
+        digits=int(cfg.instrument.digits),
+        point=float(cfg.instrument.point),
+        rule=RULE_EV,
+        ev_margin=None,
+        cost_points=costs,
+        spread_ref_points=float(np.median(lab["spread"].to_numpy()[train_rows])),
+        default_spread_points=float(cfg.instrument.default_spread_points),
+        spread_cost=str(dparams.get("spread_cost", "excess")),
+    )
+    return settings, detail
 
 
 def _broker_clock(cfg: DictConfig, paths: StagePaths) -> BrokerClock:
@@ -72,7 +113,7 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
     import mlflow
     from mlflow.models import infer_signature
 
-    frame, y, names = _dataset(paths)
+    frame, y, names, lab = _dataset(paths)
     embargo = int(cfg.split.embargo)
     if embargo < int(cfg.labels.horizon):
         raise StageError(
@@ -104,20 +145,50 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
         seed,
         feature_names=names,
     )
-    proba = {
+    raw = {
         part: booster.predict(X[idx], num_iteration=booster.best_iteration)
         for part, idx in (("validation", split.validation), ("test", split.test))
     }
-    metrics = {
-        part: classification_metrics(y[idx], proba[part])
-        for part, idx in (("validation", split.validation), ("test", split.test))
-    }
-
-    feature_params = to_container(cfg.features)
     try:
         spec = spec_from_mapping(to_container(cfg.instrument))
     except ValueError as exc:
         raise StageError(f"instrument: {exc}") from None
+    # Calibration and the EV margin come from the validation window only.
+    dsettings, cost_detail = decision_settings_for(cfg, spec, lab, split.train)
+    dparams = dict(to_container(cfg.model).get("decision", {}) or {})
+    dparams["calibration_min_bin"] = int(cfg.model.get("calibration_min_bin", 50))
+    va = split.validation
+    fitted = fit_decision(
+        raw["validation"],
+        y[va],
+        lab["r_long"].to_numpy()[va],
+        lab["r_short"].to_numpy()[va],
+        lab["close"].to_numpy()[va],
+        lab["atr"].to_numpy()[va],
+        lab["spread"].to_numpy()[va],
+        dsettings,
+        str(cfg.model.get("calibration", "sigmoid")),
+        dparams,
+    )
+    dsettings = dataclasses.replace(dsettings, ev_margin=fitted.ev_margin)
+    decided = {}
+    for part, idx in (("validation", split.validation), ("test", split.test)):
+        decided[part] = decide_rows(
+            raw[part],
+            lab["close"].to_numpy()[idx],
+            lab["atr"].to_numpy()[idx],
+            lab["spread"].to_numpy()[idx],
+            dsettings,
+            fitted.calibration,
+        )
+    proba = {part: decided[part]["proba"] for part in decided}
+    metrics = {
+        part: classification_metrics(y[idx], proba[part])
+        | trade_metrics(decided[part], lab.iloc[idx], dsettings)
+        for part, idx in (("validation", split.validation), ("test", split.test))
+    }
+
+    feature_params = to_container(cfg.features)
     clock = _broker_clock(cfg, paths)
     settings = BundleSettings(
         symbol=str(cfg.instrument.symbol),
@@ -127,7 +198,7 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
         feature_params=feature_params,
         feature_names=names,
         min_bars=feature_code.min_bars(feature_params),
-        min_confidence=float(cfg.risk.min_confidence),
+        min_confidence=dsettings.min_confidence,
         tp_atr_mult=float(cfg.labels.tp_atr_mult),
         sl_atr_mult=float(cfg.labels.sl_atr_mult),
         tick_size=spec.tick,
@@ -135,6 +206,20 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
         broker_utc_offset_s=clock.utc_offset_s,
         broker_dst=clock.dst,
         broker_clock=clock.to_dict(),
+        decision_rule=RULE_EV,
+        calibration=fitted.calibration,
+        ev_margin=fitted.ev_margin,
+        cost_points=dsettings.cost_points,
+        cost_detail=cost_detail,
+        spread_ref_points=dsettings.spread_ref_points,
+        default_spread_points=dsettings.default_spread_points,
+        spread_cost=dsettings.spread_cost,
+        decision_validation={
+            "margins": fitted.table,
+            "trades": fitted.validation_trades,
+            "expectancy_r": fitted.validation_expectancy_r,
+            "edge": fitted.ev_margin is not None,
+        },
         data_hash=data_hash(),
         git_commit=git_commit(),
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -147,10 +232,18 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
 
     preds = []
     for part, idx in (("validation", split.validation), ("test", split.test)):
+        d = decided[part]
         preds.append(
             pd.DataFrame(
                 {"time": frame["time"].to_numpy()[idx], "split": part, "label": y[idx]}
                 | {f"p_{c.lower()}": proba[part][:, i] for i, c in enumerate(CLASSES)}
+                | {f"raw_p_{c.lower()}": raw[part][:, i] for i, c in enumerate(CLASSES)}
+                | {
+                    "action": d["action"],
+                    "reason": d["reason"],
+                    "ev_r": d["ev_r"],
+                    "net_r": realised_net_r(d, lab.iloc[idx], dsettings),
+                }
             )
         )
     pd.concat(preds, ignore_index=True).to_parquet(paths.predictions, index=False)
@@ -180,6 +273,9 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
             }
         )
         mlflow.log_metric("best_iteration", best)
+        mlflow.log_param("decision.ev_margin", str(fitted.ev_margin))
+        mlflow.set_tag("decision.edge", str(fitted.ev_margin is not None).lower())
+        mlflow.log_dict(settings.decision_validation, "decision/validation_margins.json")
         for part, values in metrics.items():
             mlflow.log_metrics({f"{part}_{k}": v for k, v in values.items()})
         mlflow.log_figure(importance_png(booster, names), "plots/feature_importance.png")
@@ -207,12 +303,22 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
         "best_iteration": best,
         "broker_utc_offset_s": clock.utc_offset_s,
         "broker_dst": clock.dst,
+        "ev_margin": fitted.ev_margin,
     }
     write_json(paths.train_run, record)
     write_json(
         paths.reports / "train_metrics.json",
         {part: {k: round(v, 6) for k, v in vals.items()} for part, vals in metrics.items()},
     )
+    edge = (
+        f"EV margin {fitted.ev_margin:+.2f} R chosen on validation "
+        f"({fitted.validation_trades} trades, {fitted.validation_expectancy_r:+.3f} R each); "
+        f"test: {metrics['test']['trades']:.0f} trades, "
+        f"{metrics['test']['expectancy_r']:+.3f} R each after costs"
+        if fitted.ev_margin is not None
+        else "NO EDGE: no EV margin paid on the validation window, the model never trades"
+    )
+    console.print(f"train: {edge}")
     console.print(
         f"train: run {run_id}, best iteration {best}, validation log loss "
         f"{metrics['validation']['log_loss']:.4f}, test balanced accuracy "
