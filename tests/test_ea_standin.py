@@ -377,6 +377,27 @@ def test_money_of_a_pair_whose_base_is_the_account_currency(
     assert res.summary["balance"] == pytest.approx(10_000 + t.profit + t.commission)
 
 
+def test_swap_is_charged_per_night_like_the_kernel(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    from aibridge.backtest.core import _nights_weight
+
+    spec = load_instrument("EURUSD")
+    endpoint = _free_endpoint()
+    server = ScriptedServer(endpoint, {times[20]: ("BUY", 5000.0, 5000.0)}).start()
+    try:
+        res = _replay(built, short_csv, tmp_path, endpoint, stop_bar=60, swap=True)
+    finally:
+        server.stop()
+    t = res.trades.iloc[0]
+    nights = _nights_weight.py_func(
+        times[21] // 86400, times[45] // 86400, spec.triple_swap_weekday
+    )
+    assert nights >= 1
+    assert t.swap == pytest.approx(nights * spec.swap_long_points * spec.point / spec.tick * t.lots)
+    assert res.summary["balance"] == pytest.approx(10_000 + t.profit + t.commission + t.swap)
+
+
 # --------------------------------------------------------------------------- faults
 
 
