@@ -368,6 +368,21 @@ class EaEmulator:
                 "symbol": self.symbol,
                 "timeframe": self.timeframe,
                 "client": "aibridge ea-sim",
+                "account": self.cfg.account,
+                "magic": MAGIC,
+                **({"utc_offset_s": offset} if (offset := self._utc_offset()) is not None else {}),
+                "positions": [
+                    {
+                        "ticket": int(p.ticket),
+                        "side": p.side,
+                        "lots": float(p.lots),
+                        "open_price": float(p.entry),
+                        "sl": _num(float(p.sl)),
+                        "tp": _num(float(p.tp)),
+                        "open_time": int(p.entry_time),
+                    }
+                    for p in self.positions
+                ],
             }
         )
         self._last_hb = time.monotonic()
@@ -387,6 +402,14 @@ class EaEmulator:
         self.summary.heartbeat_versions.append(version)
         self.hb = doc
         return doc
+
+    def _utc_offset(self) -> int | None:
+        """The configured broker offset, else the served model's (a replay of its own data)."""
+        if self.cfg.utc_offset_s is not None:
+            return self.cfg.utc_offset_s
+        if self.hb and self.hb.get("utc_offset_s") is not None:
+            return int(self.hb["utc_offset_s"])
+        return None
 
     def _trade_event(self, event: str, bar_time: int = 0, **fields: Any) -> None:
         """Report a trade event with the EA's request id: ``te-<account>-<ticket>-<event>-<seq>``
@@ -464,9 +487,7 @@ class EaEmulator:
         digits = int(self.hb.get("digits") or 5)
         rid = f"{self.symbol}-{self.timeframe}-{int(self.candles.time[i])}"
         spread = self._spread(i)
-        offset = self.cfg.utc_offset_s
-        if offset is None and self.hb.get("utc_offset_s") is not None:
-            offset = int(self.hb["utc_offset_s"])
+        offset = self._utc_offset()
         payload = build_predict(
             self.candles, i, n, digits, self.symbol, self.timeframe, rid, spread, offset
         )
