@@ -73,3 +73,33 @@ def test_overflowing_prices_give_non_finite_features_not_silent_zeros(
         huge[col] = huge[col] * 1e300
     cols = [huge[c].to_numpy() for c in ("time", "open", "high", "low", "close", "volume")]
     assert not np.isfinite(features.last_row(*cols)).all()
+
+
+def test_volatility_unit_features_are_the_candle_and_returns_over_atr(
+    candles: pd.DataFrame,
+) -> None:
+    frame = features.compute_features(candles)
+    o, h, lo, c = (candles[k].to_numpy() for k in ("open", "high", "low", "close"))
+    atr = features.atr(h, lo, c, features.DEFAULT_PARAMS["atr_window"])
+    t = np.arange(features.min_bars() - 1, len(c))
+    a = atr[t] + 1e-12
+    np.testing.assert_allclose(frame["body_atr"].to_numpy()[t], (c[t] - o[t]) / a, rtol=1e-12)
+    np.testing.assert_allclose(frame["range_atr"].to_numpy()[t], (h[t] - lo[t]) / a, rtol=1e-12)
+    top, bottom = np.maximum(o, c)[t], np.minimum(o, c)[t]
+    np.testing.assert_allclose(frame["upper_atr"].to_numpy()[t], (h[t] - top) / a, rtol=1e-12)
+    np.testing.assert_allclose(frame["lower_atr"].to_numpy()[t], (bottom - lo[t]) / a, rtol=1e-12)
+    for k in (1, 5, 20):
+        np.testing.assert_allclose(
+            frame[f"ret_atr_{k}"].to_numpy()[t], (c[t] - c[t - k]) / a, rtol=1e-9, atol=1e-12
+        )
+    # the same candle in a market twice as volatile reads the same in ATR units
+    doubled = candles.copy()
+    mid = doubled["close"].mean()
+    for col in ("open", "high", "low", "close"):
+        doubled[col] = mid + 2 * (doubled[col] - mid)
+    twice = features.compute_features(doubled)
+    np.testing.assert_allclose(
+        twice["body_atr"].to_numpy()[t], frame["body_atr"].to_numpy()[t], rtol=1e-6, atol=1e-9
+    )
+    # off: feature set 1's columns
+    assert "body_atr" not in features.feature_names({"atr_return_lags": []})

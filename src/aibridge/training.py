@@ -251,34 +251,43 @@ def choose_margin(
     grid: list[float],
     min_trades: int,
     min_t: float = 0.0,
+    benchmark: np.ndarray | None = None,
 ) -> tuple[float | None, list[dict[str, float]]]:
     """The EV margin (R) for the decision, chosen on the validation window.
 
     ``ev``: the candidate side's EV per validation bar; ``realised_r``: what that side's trade
-    actually made, net of costs. For each margin in ``grid`` the bars with ``ev > margin`` are
-    the trades; among margins with at least ``min_trades`` trades, a positive mean and a
-    t-statistic (mean / standard error) of at least ``min_t``, the one with the highest
-    expectancy (mean net R per trade) wins. None when no margin qualifies: the model never
-    trades. Returns the margin and the whole table (for the run's report).
+    actually made, net of costs; ``benchmark``: per bar, what a trade on that side made on
+    average over the whole window (None: 0). For each margin in ``grid`` the bars with
+    ``ev > margin`` are the trades. A margin qualifies with at least ``min_trades`` trades, a
+    positive mean net R, and a mean *excess* over the benchmark that is positive with a
+    t-statistic (mean / standard error) of at least ``min_t``: betting the window's drift on
+    every bar is not skill. Among those the highest expectancy (mean net R per trade) wins.
+    None when no margin qualifies: the model never trades. Returns the margin and the whole
+    table (for the run's report).
     """
     ev = np.asarray(ev, dtype=np.float64)
     realised_r = np.asarray(realised_r, dtype=np.float64)
+    bench = np.zeros_like(realised_r) if benchmark is None else np.asarray(benchmark, float)
     usable = np.isfinite(ev) & np.isfinite(realised_r)
     table: list[dict[str, float]] = []
     best: float | None = None
     best_mean = -np.inf
     for margin in sorted(float(m) for m in grid):
-        r = realised_r[usable & (ev > margin)]
+        take = usable & (ev > margin)
+        r = realised_r[take]
+        x = r - bench[take]
         n = len(r)
         mean = float(r.mean()) if n else 0.0
-        sd = float(r.std(ddof=1)) if n > 1 else 0.0
-        t = mean / (sd / np.sqrt(n)) if n > 1 and sd > 0 else 0.0
-        ok = n >= min_trades and mean > 0 and t >= min_t
+        excess = float(x.mean()) if n else 0.0
+        sd = float(x.std(ddof=1)) if n > 1 else 0.0
+        t = excess / (sd / np.sqrt(n)) if n > 1 and sd > 0 else 0.0
+        ok = n >= min_trades and mean > 0 and excess > 0 and t >= min_t
         table.append(
             {
                 "margin": margin,
                 "trades": float(n),
                 "expectancy_r": mean,
+                "excess_r": excess,
                 "t": float(t),
                 "ok": bool(ok),
             }
@@ -286,6 +295,37 @@ def choose_margin(
         if ok and mean > best_mean:
             best, best_mean = margin, mean
     return best, table
+
+
+def make_decision_settings(
+    spec: Any,
+    tp_atr_mult: float,
+    sl_atr_mult: float,
+    decision_params: Mapping[str, Any],
+    spread_ref_points: float,
+    reference_price: float,
+) -> Any:
+    """The expected-value rule's settings before the margin (``ev_margin`` None): stops from
+    the label multiples, costs from the instrument (``spec``: an InstrumentSpec) and
+    ``model.decision`` (``decision_params``). The train stage and the walk-forward use this."""
+    from aibridge import decision
+
+    costs, _ = cost_points(
+        spec, reference_price, float(decision_params.get("slippage_points", 0.0))
+    )
+    return decision.DecisionSettings(
+        min_confidence=float(decision_params.get("min_confidence", 0.0) or 0.0),
+        tp_atr_mult=float(tp_atr_mult),
+        sl_atr_mult=float(sl_atr_mult),
+        digits=int(spec.digits),
+        point=float(spec.point),
+        rule=decision.RULE_EV,
+        ev_margin=None,
+        cost_points=costs,
+        spread_ref_points=float(spread_ref_points),
+        default_spread_points=float(spec.default_spread_points),
+        spread_cost=str(decision_params.get("spread_cost", "excess")),
+    )
 
 
 @dataclass
@@ -336,6 +376,15 @@ def fit_decision(
     cost = decision.costs_r(sl_pts, spread, settings)
     realised = np.where(side == decision.BUY, r_long_val, r_short_val) - cost
     realised = np.where(side == decision.HOLD, np.nan, realised)
+    # What each side made on average over the window: the drift a model could ride without
+    # any skill (``benchmark: none`` compares with zero instead).
+    bench_long = np.nanmean(r_long_val - cost) if np.isfinite(r_long_val).any() else 0.0
+    bench_short = np.nanmean(r_short_val - cost) if np.isfinite(r_short_val).any() else 0.0
+    benchmark = (
+        np.where(side == decision.BUY, bench_long, bench_short)
+        if decision_params.get("benchmark", "side_mean") == "side_mean"
+        else None
+    )
     fixed = decision_params.get("ev_margin", "auto")
     grid = [float(m) for m in decision_params.get("ev_margin_grid", [0.0])]
     chosen, table = choose_margin(
@@ -344,6 +393,7 @@ def fit_decision(
         grid,
         int(decision_params.get("min_validation_trades", 30)),
         float(decision_params.get("min_validation_t", 0.0)),
+        benchmark,
     )
     if fixed not in (None, "auto"):
         chosen = float(fixed)

@@ -39,6 +39,7 @@ from aibridge.training import (
     cost_points,
     fit_booster,
     fit_decision,
+    make_decision_settings,
     realised_net_r,
     time_split,
     trade_metrics,
@@ -78,20 +79,15 @@ def decision_settings_for(
     """The expected-value rule's settings before the margin: stops, costs, spreads."""
     dparams = to_container(cfg.model).get("decision", {}) or {}
     reference = float(lab["close"].to_numpy()[train_rows][-1])
-    costs, detail = cost_points(spec, reference, float(dparams.get("slippage_points", 0.0)))
-    settings = DecisionSettings(
-        min_confidence=float(dparams.get("min_confidence", 0.0) or 0.0),
-        tp_atr_mult=float(cfg.labels.tp_atr_mult),
-        sl_atr_mult=float(cfg.labels.sl_atr_mult),
-        digits=int(cfg.instrument.digits),
-        point=float(cfg.instrument.point),
-        rule=RULE_EV,
-        ev_margin=None,
-        cost_points=costs,
-        spread_ref_points=float(np.median(lab["spread"].to_numpy()[train_rows])),
-        default_spread_points=float(cfg.instrument.default_spread_points),
-        spread_cost=str(dparams.get("spread_cost", "excess")),
+    settings = make_decision_settings(
+        spec,
+        float(cfg.labels.tp_atr_mult),
+        float(cfg.labels.sl_atr_mult),
+        dparams,
+        float(np.median(lab["spread"].to_numpy()[train_rows])),
+        reference,
     )
+    _, detail = cost_points(spec, reference, float(dparams.get("slippage_points", 0.0)))
     return settings, detail
 
 
