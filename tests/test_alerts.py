@@ -36,6 +36,9 @@ REQUIRED_ALERTS = {
     "AibridgeOrphanPosition",
     "AibridgeMissingClose",
     "AibridgeClockMismatch",
+    "AibridgeRetrainFailed",
+    "AibridgeRetrainStale",
+    "AibridgeRetrainNoNewData",
 }
 
 needs_promtool = pytest.mark.skipif(
@@ -74,6 +77,22 @@ def exported_series() -> set[str]:
     return names
 
 
+def textfile_series(tmp: Path) -> set[str]:
+    """Series ``aibridge retrain`` writes for node_exporter's textfile collector."""
+    from aibridge.loop.retrain import Export, RetrainResult, write_textfile
+
+    new = Export(Path("in/EURUSD60.csv"), Path("data/EURUSD60.csv"), "EURUSD H1", True, "0")
+    result = RetrainResult(
+        status="promoted", started_at=1.0, seconds=2.0, version="3", exports=[new]
+    )
+    text = write_textfile(result, tmp, Path("/p")).read_text()
+    return {
+        re.split(r"[{ ]", line, maxsplit=1)[0]
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
 _KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
 
 
@@ -106,8 +125,9 @@ def test_required_alerts_present() -> None:
     assert names >= REQUIRED_ALERTS, REQUIRED_ALERTS - names
 
 
-def test_alerts_use_real_metric_names() -> None:
+def test_alerts_use_real_metric_names(tmp_path: Path) -> None:
     known = exported_series() | PROMETHEUS_SERIES | REQUESTED_FROM_SERVER
+    known |= textfile_series(tmp_path)
     for rule in alert_rules():
         unknown = metric_names(rule["expr"]) - known
         assert not unknown, f"{rule['alert']}: {sorted(unknown)} not exported by the server"
