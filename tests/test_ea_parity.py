@@ -137,3 +137,25 @@ def test_the_comparer_reports_one_perturbed_ea_trade(synthetic_case) -> None:
     assert result.differing_trades == 1
     assert result.differences["field"].tolist() == ["exit_price"]
     assert str(result.differences["entry_time"].iloc[0]) in result.table()
+
+
+def test_planted_edge_series_is_seeded_valid_and_carries_its_edge(tmp_path) -> None:
+    from aibridge.ingest import read_mt4_csv
+    from aibridge.mt4.synthetic import PlantedEdge, planted_edge_series, write_series
+
+    edge = planted_edge_series(PlantedEdge(bars=4000, seed=3))
+    assert edge.equals(planted_edge_series(PlantedEdge(bars=4000, seed=3)))
+    assert not edge.equals(planted_edge_series(PlantedEdge(bars=4000, seed=4)))
+    assert (pd.DatetimeIndex(edge["time"]).weekday < 5).all()
+    assert (edge["high"] >= edge[["open", "close"]].max(axis=1)).all()
+    assert (edge["low"] <= edge[["open", "close"]].min(axis=1)).all()
+    trig = edge[edge["trigger"] != 0]
+    assert 60 < len(trig) < 200
+    assert (trig["drift"] == trig["trigger"]).mean() > 0.7  # P = 0.8 planted
+    control = planted_edge_series(PlantedEdge(bars=4000, seed=3, edge_probability=0.5))
+    ctrig = control[control["trigger"] != 0]
+    assert 0.35 < (ctrig["drift"] == ctrig["trigger"]).mean() < 0.65
+    csv = write_series(tmp_path, PlantedEdge(bars=500, seed=1))
+    parsed = read_mt4_csv(csv)
+    assert len(parsed.candles) == 500 and not parsed.issues
+    assert parsed.form == "history_center"
