@@ -91,6 +91,102 @@ def retrain(
         raise typer.Exit(1)
 
 
+def reconcile(
+    symbol: Annotated[str, typer.Option(help="Symbol, e.g. EURUSD.")],
+    timeframe: Annotated[str, typer.Option(help="Timeframe, e.g. H1.")] = "H1",
+    journal: Annotated[
+        Path | None, typer.Option(help="Server journal (default from conf/serve).")
+    ] = None,
+    csv_path: Annotated[
+        Path | None,
+        typer.Option("--csv", help="MT4 export of the period (bars when the journal lacks them)."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="ISO date/time (UTC) or a duration like 7d.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="ISO date/time (UTC).")] = None,
+    account: Annotated[int | None, typer.Option(help="Only this account's trades.")] = None,
+    equity: Annotated[float, typer.Option(help="Initial balance of the replay.")] = 10_000.0,
+    markdown: Annotated[Path | None, typer.Option(help="Write the report as Markdown.")] = None,
+    json_out: Annotated[Path | None, typer.Option(help="Write the report as JSON.")] = None,
+    mlflow: Annotated[
+        bool,
+        typer.Option(
+            "--mlflow", help="Attach the Markdown/JSON to the served version's MLflow run."
+        ),
+    ] = False,
+) -> None:
+    """Live vs backtest per trade: replay the journaled decisions on the bars the EA sent
+    through the backtest engine with the served settings, and diff against the trade events
+    (missed signals, risk vetoes, entry/exit slippage in points, exit reasons, unmatched)."""
+    import json
+    import tempfile
+
+    from rich.table import Table
+
+    from aibridge.backtest.settings import EngineSettings
+    from aibridge.loop.reconcile import (
+        ReconcileError,
+        load_journal,
+        log_to_mlflow,
+        render_markdown,
+    )
+    from aibridge.loop.reconcile import reconcile as run_reconcile
+    from aibridge.server.commands import _journal_path, parse_since
+
+    try:
+        lo = parse_since(since) if since else None
+        hi = parse_since(until) if until else None
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        data = load_journal(
+            _journal_path(journal), symbol, timeframe, since=lo, until=hi, account=account
+        )
+        report = run_reconcile(data, csv=csv_path, settings=EngineSettings(initial_equity=equity))
+    except (ReconcileError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    md = render_markdown(report)
+    c, s = report.counts(), report.slippage()
+    typer.echo(
+        f"{report.symbol} {report.timeframe} {report.model}: {report.bars} bars, "
+        f"{report.signals} signals; matched {c['matched']}, missed {c['missed']}, "
+        f"unmatched live {c['unmatched_live']}; entry slippage mean {s['entry_mean_pts']} pts, "
+        f"exit {s['exit_mean_pts']} pts; P&L backtest {report.backtest_pnl:.2f} "
+        f"live {report.live_pnl:.2f}",
+    )
+    t = Table(title="trades (slippage in points, + = worse live)")
+    cols = ["kind", "entry_time", "side", "ticket", "entry_slip_pts", "exit_slip_pts",
+            "bt_exit_reason", "live_exit_reason", "note"]  # fmt: skip
+    cols = [col for col in cols if col in report.trades.columns]
+    for col in cols:
+        t.add_column(col)
+    for r in report.trades.to_dict("records"):
+        t.add_row(*["" if r.get(col) is None else str(r.get(col)) for col in cols])
+    out.print(t)
+    written = []
+    if markdown:
+        markdown.write_text(md, encoding="utf-8")
+        written.append(markdown)
+    if json_out:
+        json_out.write_text(json.dumps(report.as_json(), indent=2), encoding="utf-8")
+        written.append(json_out)
+    if mlflow:
+        from aibridge.server.run import tracking_uri_for
+        from aibridge.server.settings import load_serve_settings
+
+        if not written:
+            tmp = Path(tempfile.mkdtemp(prefix="aibridge-reconcile-")) / "reconcile.md"
+            tmp.write_text(md, encoding="utf-8")
+            written.append(tmp)
+        try:
+            run_id = log_to_mlflow(report, data, written, tracking_uri_for(load_serve_settings()))
+        except ReconcileError as exc:
+            raise _fail(str(exc)) from None
+        out.print(f"logged to MLflow run {run_id} (artifacts reconcile/)")
+
+
 def register(app: typer.Typer) -> None:
     """Add the loop's commands to the ``aibridge`` app."""
     app.command("retrain")(retrain)
+    app.command("reconcile")(reconcile)

@@ -201,6 +201,9 @@ class RequestHandler:
             "bar_time": bar_time,
             "spread_points": req.spread_points,
             "confidence": round(float(d.confidence), 4),
+            # The newest closed bar as the EA sent it [time, o, h, l, c, v]: consecutive
+            # predicts rebuild the EA's bars for `aibridge reconcile`.
+            "bar": arr[-1].tolist(),
         }
         if clock == "mismatch":
             summary["clock_check"] = clock
