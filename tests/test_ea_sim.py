@@ -182,21 +182,39 @@ def test_cli_ea_sim_without_server_fails_cleanly() -> None:
     assert "Traceback" not in result.output
 
 
-def _lower_threshold(model, min_confidence: float) -> None:
-    """Serve ``model`` with a lower decision threshold (the sample's model never clears 0.45)."""
+# The sample carries no edge: the served model says HOLD (no_edge) on every bar. To compare
+# trades, both the server's copy and the pyfunc get a decision rule that does trade.
+EV_MARGIN = 0.18  # R; ~10 % of the sample's bars clear it
+MIN_CONFIDENCE = 0.35  # older confidence-rule bundles
+
+
+def _make_serving_model_trade(model) -> None:
     import dataclasses
 
-    model.min_confidence = min_confidence
-    model._decision_settings = dataclasses.replace(
-        model._decision_settings, min_confidence=min_confidence
-    )
+    if getattr(model, "_ev_path", False):
+        model.ev_margin = EV_MARGIN
+        model._decision_settings = dataclasses.replace(
+            model._decision_settings, ev_margin=EV_MARGIN
+        )
+    else:
+        model.min_confidence = MIN_CONFIDENCE
+        model._decision_settings = dataclasses.replace(
+            model._decision_settings, min_confidence=MIN_CONFIDENCE
+        )
+
+
+def _make_pyfunc_trade(python_model) -> None:
+    if hasattr(python_model.decision, "decide_rows"):
+        python_model.settings["ev_margin"] = EV_MARGIN
+    else:
+        python_model.settings["min_confidence"] = MIN_CONFIDENCE
 
 
 @pytest.mark.slow
 def test_ea_sim_on_the_served_policy_makes_the_backtests_trades(
     trained_model_store: TrainedStore, tmp_path: Path
 ) -> None:
-    """The sample, the served model (threshold lowered so it trades), the served exit policy
+    """The sample, the served model (made to trade, see above), the served exit policy
     (max_hold_bars 12, not conf/risk's 24, so the heartbeat's value is what acts): ea-sim's
     trade list equals run_backtest's on the same bars and the pyfunc's decisions."""
     import mlflow
@@ -209,13 +227,13 @@ def test_ea_sim_on_the_served_policy_makes_the_backtests_trades(
     from aibridge.risk import RiskSettings
     from tests.server_fixtures import RISK
 
-    threshold, start, bars = 0.35, 1000, 1500
+    start, bars = 1000, 1500
     policy = {"close_on_opposite": True, "max_hold_bars": 12}
     store = trained_model_store
     models = real_models(store.tracking_uri, [store.model_uri], tmp_path / "cache")
     with running_server(tmp_path, models) as (server, ep):
         server.handler.risk = {**RISK, **policy}
-        _lower_threshold(next(iter(server.models.slots.values())).current.model, threshold)
+        _make_serving_model_trade(next(iter(server.models.slots.values())).current.model)
         sim = EaEmulator(SimConfig(endpoint=ep, start=start, bars=bars, quiet=True))
         summary = sim.run()
         server.journal.flush()
@@ -226,7 +244,7 @@ def test_ea_sim_on_the_served_policy_makes_the_backtests_trades(
     mlflow.set_tracking_uri(store.tracking_uri)
     mlflow.set_registry_uri(store.tracking_uri)
     pyfunc = mlflow.pyfunc.load_model(store.model_uri)
-    pyfunc.unwrap_python_model().settings["min_confidence"] = threshold
+    _make_pyfunc_trade(pyfunc.unwrap_python_model())
     candles = store.candles
     decisions = pyfunc.predict(candles[CANDLE_COLUMNS])
     spec = load_instrument("EURUSD")
@@ -238,7 +256,7 @@ def test_ea_sim_on_the_served_policy_makes_the_backtests_trades(
     )
     result = compare_trades(bt.trades, ea, spec.point)
     print(result.table())
-    assert len(bt.trades) >= 20, "the lowered threshold should make the model trade"
+    assert len(bt.trades) >= 20, "the lowered margin should make the model trade"
     assert set(bt.trades["exit_reason"]) & {"signal", "time"}, "exits by the policy are exercised"
     assert result.ok, result.table()
     # the closes the EA reported carry the trade list's reasons

@@ -434,7 +434,7 @@ def run_case(
 
     import mlflow
 
-    from aibridge.backtest.engine import run_backtest
+    from aibridge.backtest.engine import run_backtest, spread_points
     from aibridge.backtest.stage import CANDLE_COLUMNS, load_settings, signals_from_decisions
     from aibridge.ingest import read_mt4_csv
     from aibridge.ingest.naming import parse_symbol_timeframe
@@ -480,7 +480,11 @@ def run_case(
     mlflow.set_registry_uri(tracking_uri)
     model = mlflow.pyfunc.load_model(model_uri)
     candles = read_mt4_csv(csv_path).candles
-    decisions = model.predict(candles[CANDLE_COLUMNS])
+    # Decided with the spread the EA sends with each predict (the backtest's per-bar spread:
+    # it enters the expected-value rule's costs). The model's own predict function, without
+    # MLflow's input-schema step, which would drop the column the signature does not name.
+    frame = candles[CANDLE_COLUMNS].assign(spread=spread_points(candles, spec, engine))
+    decisions = model.unwrap_python_model().predict(None, frame)
     sig, sl, tp = signals_from_decisions(decisions, spec.point)
     bt = run_backtest(candles[CANDLE_COLUMNS], sig, sl, tp, spec, risk, engine)
     seconds["backtest"] = time.perf_counter() - t2
