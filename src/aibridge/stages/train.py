@@ -54,9 +54,17 @@ def _pinned_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in PIP_REQUIREMENTS]
 
 
-def _dataset(paths: StagePaths) -> tuple[pd.DataFrame, np.ndarray, list[str], pd.DataFrame]:
-    """Usable rows: features, labels, feature names and the label frame's trade columns
-    (atr, close, spread, r_long, r_short) for the same rows."""
+def _dataset(paths: StagePaths) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """Usable rows: features, labels and feature names (what ``aibridge.sweep`` trains on)."""
+    frame, y, names, _ = _dataset_with_trades(paths)
+    return frame, y, names
+
+
+def _dataset_with_trades(
+    paths: StagePaths,
+) -> tuple[pd.DataFrame, np.ndarray, list[str], pd.DataFrame]:
+    """``_dataset`` and the label frame's trade columns (atr, close, spread, r_long, r_short)
+    for the same rows."""
     feats = pd.read_parquet(paths.features)
     labels = pd.read_parquet(paths.labels)
     if not feats["time"].equals(labels["time"]):
@@ -109,7 +117,7 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
     import mlflow
     from mlflow.models import infer_signature
 
-    frame, y, names, lab = _dataset(paths)
+    frame, y, names, lab = _dataset_with_trades(paths)
     embargo = int(cfg.split.embargo)
     if embargo < int(cfg.labels.horizon):
         raise StageError(
@@ -178,8 +186,13 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
             fitted.calibration,
         )
     proba = {part: decided[part]["proba"] for part in decided}
+    # The booster's own probabilities (what early stopping and a sweep trial measure), the
+    # calibrated log loss beside them, and the decisions' trades after costs.
     metrics = {
-        part: classification_metrics(y[idx], proba[part])
+        part: classification_metrics(y[idx], raw[part])
+        | {
+            "calibrated_log_loss": classification_metrics(y[idx], proba[part])["log_loss"],
+        }
         | trade_metrics(decided[part], lab.iloc[idx], dsettings)
         for part, idx in (("validation", split.validation), ("test", split.test))
     }
