@@ -111,6 +111,29 @@ def test_simulated_trade_is_reported_as_events(served) -> None:
     assert sim.summary.trade_events == {"order_sent": 1, "filled": 1, "closed": 1}
 
 
+def test_exit_policy_is_the_served_one_else_conf_risk_with_a_warning(served, caplog) -> None:
+    from aibridge.risk import load_risk_settings
+
+    server, ep = served
+    sim = EaEmulator(SimConfig(endpoint=ep, quiet=True))
+    old = server.handler.risk
+    try:
+        server.handler.risk = {**old, "close_on_opposite": False, "max_hold_bars": 7}
+        assert sim.heartbeat() is not None
+        assert sim.exit_policy() == (False, 7)
+        server.handler.risk = {
+            k: v for k, v in old.items() if k not in ("close_on_opposite", "max_hold_bars")
+        }
+        assert sim.heartbeat() is not None
+        conf = load_risk_settings()
+        with caplog.at_level("WARNING", logger="aibridge.ea_sim"):
+            assert sim.exit_policy() == (conf.close_on_opposite, conf.max_hold_bars)
+        assert "no exit policy" in caplog.text
+    finally:
+        server.handler.risk = old
+        sim.client.close()
+
+
 def test_no_server_skips_bars_with_reasons_and_never_hangs(tmp_path: Path) -> None:
     ep = f"tcp://127.0.0.1:{free_port()}"
     cfg = SimConfig(endpoint=ep, bars=3, start=100, timeout_ms=100, retries=1, quiet=True)
