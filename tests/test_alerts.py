@@ -39,6 +39,7 @@ REQUIRED_ALERTS = {
     "AibridgeRetrainFailed",
     "AibridgeRetrainStale",
     "AibridgeRetrainNoNewData",
+    "AibridgeFeatureDrift",
 }
 
 needs_promtool = pytest.mark.skipif(
@@ -70,6 +71,14 @@ def exported_series() -> set[str]:
     m.reload_failing.labels("aibridge-EURUSD-H1").set(0)
     m.clock_mismatches.labels("predict", "EURUSD", "H1").inc()
     m.set_ledger(12345, 20261125, "EURUSD", {"orphans": 0, "unprotected": 1, "missing_closes": 0})
+    m.feature_psi.labels("EURUSD", "H1", "atr").set(0.1)
+    m.drift_psi_max.labels("EURUSD", "H1").set(0.1)
+    m.drift_psi_median.labels("EURUSD", "H1").set(0.05)
+    m.drift_rows.labels("EURUSD", "H1").set(500)
+    m.drift_enabled.labels("EURUSD", "H1").set(1)
+    m.shadow_decisions.labels("EURUSD", "H1", "4", "agree").inc()
+    m.shadow_lag.set(0)
+    m.shadow_dropped.inc(0)
     names = set()
     for line in m.render().decode().splitlines():
         if line and not line.startswith("#"):

@@ -43,11 +43,13 @@ class MomentumModel:
     tick_size: float = POINT
     contract_size: float = 100_000.0
     broker_utc_offset_s: int | None = None
+    threshold: float = 0.7  # ATRs the close must move over 5 bars for a signal
 
     def decide(self, t, o, h, lo, c, v, spread_points=None) -> Decision:
         atr = float(np.mean(h[-14:] - lo[-14:]))
         move = float(c[-1] - c[-6])
-        action = "BUY" if move > 0.7 * atr else "SELL" if move < -0.7 * atr else "HOLD"
+        k = self.threshold
+        action = "BUY" if move > k * atr else "SELL" if move < -k * atr else "HOLD"
         probs = {"BUY": 0.2, "SELL": 0.2, "HOLD": 0.6}
         if action == "HOLD":
             return Decision("HOLD", 0.6, probs, None, None, None, None, "below_threshold")

@@ -186,7 +186,44 @@ def reconcile(
         out.print(f"logged to MLflow run {run_id} (artifacts reconcile/)")
 
 
+def shadow_report(
+    symbol: Annotated[str, typer.Option(help="Symbol, e.g. EURUSD.")],
+    timeframe: Annotated[str, typer.Option(help="Timeframe, e.g. H1.")] = "H1",
+    journal: Annotated[
+        Path | None, typer.Option(help="Server journal (default from conf/serve).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="ISO date/time (UTC) or a duration like 7d.")
+    ] = None,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="MT4 export (bars when the journal lacks them).")
+    ] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write the report as Markdown.")] = None,
+    json_out: Annotated[Path | None, typer.Option(help="Write the report as JSON.")] = None,
+) -> None:
+    """Forward test of the shadow challenger against the champion on the live bars:
+    agreement, action confusion, signals, and each one's trades through the backtest engine."""
+    import json
+
+    from aibridge.loop.reconcile import ReconcileError
+    from aibridge.loop.shadow import forward_report, render_forward_markdown
+    from aibridge.server.commands import _journal_path, parse_since
+
+    try:
+        lo = parse_since(since) if since else None
+        doc = forward_report(_journal_path(journal), symbol, timeframe, since=lo, csv=csv_path)
+    except (ReconcileError, FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    md = render_forward_markdown(doc)
+    typer.echo(md)
+    if markdown:
+        markdown.write_text(md, encoding="utf-8")
+    if json_out:
+        json_out.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+
+
 def register(app: typer.Typer) -> None:
     """Add the loop's commands to the ``aibridge`` app."""
     app.command("retrain")(retrain)
     app.command("reconcile")(reconcile)
+    app.command("shadow-report")(shadow_report)

@@ -59,6 +59,8 @@ class SignalServer:
         self.models = models
         self.models.journal = self.models.journal or self.journal
         self.models.metrics = self.models.metrics or self.metrics
+        self.drift = _drift_monitor(settings, self.metrics)
+        self.shadow: Any = None  # attach_shadow() after the champions are loaded
         self.handler = RequestHandler(
             models,
             risk,
@@ -66,6 +68,7 @@ class SignalServer:
             self.metrics,
             settings.max_message_bytes,
             clock_mismatch=settings.clock_mismatch,
+            drift=self.drift,
         )
         self._stop = threading.Event()
         self.ready = threading.Event()
@@ -115,6 +118,11 @@ class SignalServer:
         )
         return self.port
 
+    def attach_shadow(self, shadow: Any) -> None:
+        """Serve a shadow challenger beside the champions (:mod:`aibridge.loop.shadow`)."""
+        self.shadow = shadow
+        self.handler.shadow = shadow
+
     def _start_metrics(self) -> None:
         s = self.settings
         self.metrics.uptime.set_function(lambda: time.monotonic() - self.handler.started)
@@ -128,7 +136,13 @@ class SignalServer:
         from aibridge.server.status import status_document
 
         path = self.journal.path if self.journal is not None else None
-        return status_document(self.health, path, ledger=self.handler.ledger.snapshot())
+        return status_document(
+            self.health,
+            path,
+            ledger=self.handler.ledger.snapshot(),
+            drift=self.drift.snapshot() if self.drift is not None else None,
+            shadow=self.shadow.snapshot() if self.shadow is not None else None,
+        )
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy = request loop alive recently and every slot has a model."""
@@ -222,6 +236,10 @@ class SignalServer:
     def close(self) -> None:
         """Stop polling, close the socket (with linger), flush the journal."""
         self.models.stop()
+        if self.drift is not None:
+            self.drift.stop()
+        if self.shadow is not None:
+            self.shadow.stop()
         if self.sock is not None:
             self.sock.close(linger=1000 if self.port is not None else 0)
             self.sock = None
@@ -232,6 +250,24 @@ class SignalServer:
             self.http.stop()
             self.http = None
         log.info("stopped", extra={"served": self.served})
+
+
+def _drift_monitor(settings: ServeSettings, metrics: ServerMetrics) -> Any:
+    """The drift monitor of ``serve.drift`` (None when disabled)."""
+    d = settings.drift
+    if not d.enabled:
+        return None
+    from aibridge.loop.drift import DriftMonitor
+
+    return DriftMonitor(
+        window=d.window,
+        min_rows=d.min_rows,
+        bins=d.bins,
+        interval_s=d.interval_s,
+        hold_above=d.hold_above,
+        reference_features=d.reference_features,
+        metrics=metrics,
+    )
 
 
 def install_signal_handlers(server: SignalServer) -> None:

@@ -73,6 +73,13 @@ def serve(
             "(predict answers clock_mismatch). Default from conf/serve: warn."
         ),
     ] = None,
+    shadow: Annotated[
+        str | None,
+        typer.Option(
+            help="Registry alias of a shadow challenger (e.g. challenger): it decides on every "
+            "live predict off the hot path, journaled only (table shadow)."
+        ),
+    ] = None,
 ) -> None:
     """Serve registered model versions to MT4 EAs over ZeroMQ until SIGINT/SIGTERM."""
     from aibridge.server.run import ServeError, run_server
@@ -90,6 +97,7 @@ def serve(
         "max_message_bytes": max_message_bytes,
         "model_cache_dir": model_cache_dir,
         "clock_mismatch": clock_mismatch,
+        "shadow": {"alias": shadow} if shadow else None,
     }
     try:
         run_server(overrides, no_metrics=no_metrics)
@@ -290,7 +298,7 @@ def _fmt_ts(ts: float) -> str:
 def journal_tail(
     n: Annotated[int, typer.Option("-n", help="How many rows.")] = 20,
     table: Annotated[
-        str, typer.Option(help="requests | trade_events | model_events | reconcile")
+        str, typer.Option(help="requests | trade_events | model_events | reconcile | shadow")
     ] = "requests",
     path: Annotated[
         Path | None, typer.Option(help="Journal file (default from conf/serve).")
@@ -317,6 +325,9 @@ def journal_tail(
                          "to_version", "detail"],
         "reconcile": ["id", "ts", "account", "magic", "symbol", "positions", "ledger_open",
                       "orphans", "unprotected", "missing_closes", "detail"],
+        "shadow": ["id", "ts", "symbol", "timeframe", "bar_time", "champion_version",
+                   "champion_action", "challenger_version", "challenger_action",
+                   "challenger_reason", "latency_us"],
     }[table]  # fmt: skip
     t = Table(title=f"{table} (last {len(rows)})")
     for c in cols:
@@ -332,7 +343,7 @@ def journal_tail(
 def journal_export(
     since: Annotated[str, typer.Option(help="ISO date/time (UTC) or a duration like 1h, 2d.")],
     table: Annotated[
-        str, typer.Option(help="requests | trade_events | model_events | reconcile")
+        str, typer.Option(help="requests | trade_events | model_events | reconcile | shadow")
     ] = "requests",
     fmt: Annotated[str, typer.Option("--format", help="jsonl | csv")] = "jsonl",
     output: Annotated[

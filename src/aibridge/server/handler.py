@@ -56,6 +56,8 @@ class RequestHandler:
         max_message_bytes: int,
         clock_mismatch: str = "warn",
         ledger: Ledger | None = None,
+        drift: Any = None,
+        shadow: Any = None,
     ) -> None:
         self.models = models
         self.risk = risk
@@ -64,6 +66,8 @@ class RequestHandler:
         self.max_message_bytes = max_message_bytes
         self.clock_mismatch = clock_mismatch  # "warn" | "refuse" (serve.clock_mismatch)
         self.ledger = ledger or Ledger(journal, metrics)
+        self.drift = drift  # aibridge.loop.drift.DriftMonitor (off the hot path) or None
+        self.shadow = shadow  # aibridge.loop.shadow.ShadowRunner or None
         self._clock_warned: set[tuple[str, str, int | None, int | None]] = set()
         self.started = time.monotonic()
         self.fault: Exception | None = None  # tests inject failures to exercise `internal`
@@ -168,8 +172,17 @@ class RequestHandler:
             ) from None
         digits = int(model.digits)
         sl, tp = _num(d.sl), _num(d.tp)
+        sl_points, tp_points = _num(d.sl_points), _num(d.tp_points)
+        action, reason = d.action, d.reason
         probs = d.probabilities
         bar_time = int(arr[-1, 0])
+        drift = self.drift
+        if drift is not None:
+            key = slot.key
+            drift.submit(key, model, w)  # binned and scored on the drift thread
+            if action != "HOLD" and drift.holding.get(key, False):
+                action, reason = "HOLD", "drift"  # serve.drift.hold_above exceeded
+                sl = tp = sl_points = tp_points = None
         reply = {
             "protocol_version": PROTOCOL_VERSION,
             "request_id": req.request_id,
@@ -178,24 +191,26 @@ class RequestHandler:
             "symbol": info.symbol,
             "timeframe": info.timeframe,
             "bar_time": bar_time,
-            "action": d.action,
+            "action": action,
             "confidence": float(d.confidence),
             "p_buy": float(probs["BUY"]),
             "p_sell": float(probs["SELL"]),
             "p_hold": float(probs["HOLD"]),
             "sl": None if sl is None else round(sl, digits),
             "tp": None if tp is None else round(tp, digits),
-            "sl_points": _num(d.sl_points),
-            "tp_points": _num(d.tp_points),
-            "reason": d.reason,
+            "sl_points": sl_points,
+            "tp_points": tp_points,
+            "reason": reason,
             "model": info.name,
             "model_version": str(info.version),
         }
-        key = (info.name, d.action)
-        counter = self._decision_children.get(key)
+        dkey = (info.name, action)
+        counter = self._decision_children.get(dkey)
         if counter is None:
-            counter = self._decision_children[key] = self.metrics.decisions.labels(*key)
+            counter = self._decision_children[dkey] = self.metrics.decisions.labels(*dkey)
         counter.inc()
+        if self.shadow is not None:  # the challenger answers on its own thread
+            self.shadow.submit(slot.key, w, req, action, str(info.version))
         summary = {
             "n": len(arr),
             "bar_time": bar_time,
@@ -209,7 +224,7 @@ class RequestHandler:
             summary["clock_check"] = clock
             summary["utc_offset_s"] = req.utc_offset_s
         rec = _record("predict", req.request_id, info.symbol, info.timeframe, "ok")
-        rec.action = d.action
+        rec.action = action
         rec.model_version = str(info.version)
         rec.summary = summary
         return reply, rec

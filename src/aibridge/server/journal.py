@@ -93,6 +93,24 @@ DDL = (
     missing_closes INTEGER,
     detail TEXT
 )""",
+    # The shadow challenger's decision on each live predict (never sent to the EA).
+    """CREATE TABLE IF NOT EXISTS shadow (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    request_id TEXT,
+    symbol TEXT,
+    timeframe TEXT,
+    bar_time INTEGER,
+    champion_version TEXT,
+    champion_action TEXT,
+    challenger_version TEXT,
+    challenger_action TEXT,
+    challenger_confidence REAL,
+    challenger_reason TEXT,
+    sl_points REAL,
+    tp_points REAL,
+    latency_us INTEGER
+)""",
 )
 #: Columns added to ``trade_events`` after the first release (schema 0/1 journals lack them).
 ADDED_TRADE_COLUMNS = (
@@ -112,7 +130,7 @@ INDEXES = (
     "CREATE INDEX IF NOT EXISTS trade_events_ledger ON trade_events(symbol, magic, ticket)",
 )
 
-TABLES = ("requests", "trade_events", "model_events", "reconcile")
+TABLES = ("requests", "trade_events", "model_events", "reconcile", "shadow")
 TRADE_COLUMNS = (
     "ts",
     "request_id",
@@ -148,6 +166,22 @@ RECONCILE_COLUMNS = (
     "missing_closes",
     "detail",
 )
+SHADOW_COLUMNS = (
+    "ts",
+    "request_id",
+    "symbol",
+    "timeframe",
+    "bar_time",
+    "champion_version",
+    "champion_action",
+    "challenger_version",
+    "challenger_action",
+    "challenger_confidence",
+    "challenger_reason",
+    "sl_points",
+    "tp_points",
+    "latency_us",
+)
 _REQUEST_SQL = (
     "INSERT INTO requests (ts, type, request_id, symbol, timeframe, status, code, action,"
     " model_version, latency_us, summary, reply) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -163,6 +197,12 @@ _MODEL_SQL = (
 _RECONCILE_SQL = (
     f"INSERT INTO reconcile ({', '.join(RECONCILE_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(RECONCILE_COLUMNS))})"
+)
+
+
+_SHADOW_SQL = (
+    f"INSERT INTO shadow ({', '.join(SHADOW_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(SHADOW_COLUMNS))})"
 )
 
 
@@ -322,6 +362,10 @@ class Journal:
         self._items.append(("reconcile", tuple(values.get(c) for c in RECONCILE_COLUMNS)))
         self._wake.set()
 
+    def record_shadow(self, values: dict[str, Any]) -> None:
+        """Queue one ``shadow`` row (written with the next batch; nobody waits for it)."""
+        self._items.append(("shadow", tuple(values.get(c) for c in SHADOW_COLUMNS)))
+
     def record_trade_event(self, values: dict[str, Any], timeout: float = 5.0) -> int:
         """Persist a trade event and return its row id once committed."""
         fut: Future[int] = Future()
@@ -366,6 +410,7 @@ class Journal:
         reqs = [it[1].row() for it in items if it[0] == "req"]
         models = [it[1] for it in items if it[0] == "model"]
         reconciles = [it[1] for it in items if it[0] == "reconcile"]
+        shadows = [it[1] for it in items if it[0] == "shadow"]
         trades = [it[1] for it in items if it[0] == "trade"]
         flushes = [it[1] for it in items if it[0] == "flush"]
         done: list[tuple[Future[int], int]] = []
@@ -377,6 +422,8 @@ class Journal:
                     self._conn.executemany(_MODEL_SQL, models)
                 if reconciles:
                     self._conn.executemany(_RECONCILE_SQL, reconciles)
+                if shadows:
+                    self._conn.executemany(_SHADOW_SQL, shadows)
                 for row, fut in trades:
                     cur = self._conn.execute(_TRADE_SQL, row)
                     rowid = int(cur.lastrowid or 0) if cur.rowcount else 0
@@ -388,7 +435,7 @@ class Journal:
                         rowid = int(found[0]) if found else 0
                     done.append((fut, rowid))
         except sqlite3.Error as exc:
-            self.dropped += len(reqs) + len(models) + len(reconciles)
+            self.dropped += len(reqs) + len(models) + len(reconciles) + len(shadows)
             log.error("journal write failed", extra={"error": str(exc), "rows": len(items)})
             for _, fut in trades:
                 fut.set_exception(exc)

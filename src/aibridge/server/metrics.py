@@ -118,6 +118,59 @@ class ServerMetrics:
             registry=r,
         )
 
+        slot = ["symbol", "timeframe"]
+        self.feature_psi = Gauge(
+            "aibridge_feature_psi",
+            "Population stability index of one feature: live rows (rolling window) vs the "
+            "model's training distribution",
+            [*slot, "feature"],
+            registry=r,
+        )
+        self.drift_psi_max = Gauge(
+            "aibridge_drift_psi_max", "Largest feature PSI of the served model", slot, registry=r
+        )
+        self.drift_psi_median = Gauge(
+            "aibridge_drift_psi_median",
+            "Median feature PSI of the served model (alert and drift HOLD use this)",
+            slot,
+            registry=r,
+        )
+        self.drift_rows = Gauge(
+            "aibridge_drift_rows", "Live feature rows in the drift window", slot, registry=r
+        )
+        self.drift_enabled = Gauge(
+            "aibridge_drift_enabled",
+            "1 when the served model has a drift reference (0: disabled, reason in the log)",
+            slot,
+            registry=r,
+        )
+        self.shadow_decisions = Counter(
+            "aibridge_shadow_decisions",
+            "Shadow challenger decisions on live requests, by agreement with the champion",
+            [*slot, "challenger_version", "agreement"],
+            registry=r,
+        )
+        self.shadow_lag = Gauge(
+            "aibridge_shadow_queue",
+            "Requests waiting for the shadow challenger (background queue length)",
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "aibridge_shadow_dropped",
+            "Requests the shadow challenger skipped because its queue was full",
+            registry=r,
+        )
+
+    def clear_drift(self, symbol: str, timeframe: str) -> None:
+        """Forget a slot's per-feature PSI series (a new model has other features)."""
+        for labels in list(self.feature_psi._metrics):  # prometheus-client keeps children here
+            if labels[:2] == (symbol, timeframe):
+                with contextlib.suppress(KeyError):
+                    self.feature_psi.remove(*labels)
+        for g in (self.drift_psi_max, self.drift_psi_median, self.drift_rows):
+            with contextlib.suppress(KeyError):
+                g.remove(symbol, timeframe)
+
     def set_model(self, symbol: str, timeframe: str, info: Any, previous: Any | None) -> None:
         """Point the info gauge at the served version (and drop the old series)."""
         if previous is not None:

@@ -78,6 +78,22 @@ def build_server(settings: ServeSettings) -> SignalServer:
         journal.close()
         raise ServeError(f"{exc} (tracking URI {tracking})") from None
     server = SignalServer(settings, models, risk_block(), journal=journal, metrics=metrics)
+    shadow = settings.shadow
+    if shadow.alias or shadow.models:
+        from aibridge.loop.shadow import ShadowRunner
+
+        server.attach_shadow(
+            ShadowRunner.load(
+                models,
+                alias=shadow.alias,
+                uris=shadow.models,
+                resolver=resolver,
+                loader=loader,
+                journal=journal,
+                metrics=metrics,
+                queue_max=shadow.queue_max,
+            )
+        )
     try:
         server.bind()
     except zmq.ZMQError as exc:
@@ -121,4 +137,6 @@ def run_server(overrides: dict[str, Any], *, no_metrics: bool = False) -> None:
     gc.freeze()  # models and imports are long-lived: keep them out of every GC pass
     install_signal_handlers(server)
     server.models.start_polling(settings.poll_interval_s)
+    if server.shadow is not None:
+        server.shadow.start_polling(settings.poll_interval_s)
     server.serve_forever()

@@ -22,6 +22,42 @@ class ClientSettings(BaseModel):
     heartbeat_s: float = Field(default=5.0, gt=0)
 
 
+class DriftSettings(BaseModel):
+    """Feature drift (PSI) of live requests against the model's training distribution."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    window: int = Field(default=500, gt=0, description="live rows per symbol x timeframe")
+    min_rows: int = Field(default=100, gt=0, description="rows before PSI is reported")
+    bins: int = Field(default=10, ge=2, description="quantile bins of a computed reference")
+    interval_s: float = Field(default=5.0, gt=0, description="PSI recomputation period")
+    hold_above: float | None = Field(
+        default=None,
+        gt=0,
+        description="median feature PSI above this: decisions HOLD, reason drift",
+    )
+    reference_features: Path | None = Field(
+        default=None,
+        description="feature table (parquet) to compute a reference from when the model "
+        "stores none, e.g. artifacts/features.parquet",
+    )
+
+
+class ShadowSettings(BaseModel):
+    """A challenger answered beside each champion, off the hot path, journaled only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alias: str | None = Field(
+        default=None, description="registry alias of the shadow model (e.g. challenger)"
+    )
+    models: list[str] = Field(
+        default_factory=list, description="explicit shadow URIs (one per symbol x timeframe)"
+    )
+    queue_max: int = Field(default=10_000, gt=0)
+
+
 class ServeSettings(BaseModel):
     """Everything ``aibridge serve`` needs; validated so a typo fails at startup, not later."""
 
@@ -49,6 +85,8 @@ class ServeSettings(BaseModel):
         "answer, or refuse predicts with error code clock_mismatch",
     )
     client: ClientSettings = Field(default_factory=ClientSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    shadow: ShadowSettings = Field(default_factory=ShadowSettings)
 
     @property
     def hard_max_message_bytes(self) -> int:
@@ -67,6 +105,9 @@ class ServeSettings(BaseModel):
                 "model_cache_dir": fix(self.model_cache_dir),
                 "log_path": fix(self.log_path),
                 "curve_secret_key": fix(self.curve_secret_key),
+                "drift": self.drift.model_copy(
+                    update={"reference_features": fix(self.drift.reference_features)}
+                ),
             }
         )
 

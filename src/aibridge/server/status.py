@@ -27,6 +27,8 @@ def status_document(
     health: Callable[[], tuple[bool, dict[str, Any]]],
     journal_path: Path | None,
     ledger: list[dict[str, Any]] | None = None,
+    drift: list[dict[str, Any]] | None = None,
+    shadow: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Model, version, uptime, request rates, latency percentiles, last decisions and errors,
     and each EA's latest ledger reconciliation (``ledger``, from :meth:`Ledger.snapshot`)."""
@@ -61,6 +63,8 @@ def status_document(
             for r in errors[-SHOWN:][::-1]
         ],
         "ledger": ledger or [],
+        "drift": drift or [],
+        "shadow": shadow or [],
     }
 
 
@@ -117,6 +121,32 @@ def render_html(doc: dict[str, Any]) -> bytes:
     problems = sum(r[k] for r in doc.get("ledger", []) for k in LEDGER_TICKETS)
     ledger_class = "unhealthy" if problems else "ok"
     ledger_title = f"{problems} finding(s)" if problems else "in agreement"
+    drift_rows = [
+        r | {"top": ", ".join(f"{t['feature']} {t['psi']}" for t in r["top"]) or "–"}
+        for r in doc.get("drift", [])
+    ]
+    drift = _table(
+        drift_rows,
+        [
+            "symbol",
+            "timeframe",
+            "model",
+            "enabled",
+            "rows",
+            "psi_median",
+            "psi_max",
+            "top",
+            "holding",
+            "reason",
+        ],
+        "drift monitoring off",
+    )
+    shadow = _table(
+        doc.get("shadow", []),
+        ["symbol", "timeframe", "challenger", "decisions", "agreement", "signals_champion",
+         "signals_challenger", "error"],
+        "no shadow challenger",
+    )  # fmt: skip
     status = html.escape(str(doc["status"]))
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
@@ -137,6 +167,11 @@ th{{background:#f3f3f3}}.ok{{color:#1a7f37}}.unhealthy{{color:#b42318}}.empty{{c
 (columns list tickets): orphans (no filled event), unprotected (no stop loss), missing closes
 (gone from two heartbeats without a closed event).</p>
 <div id="ledger">{ledger}</div>
+<h2>Feature drift</h2>
+<p class="empty">PSI of the live feature rows against the training distribution
+(&lt; 0.1 stable, 0.1–0.25 moderate, &gt; 0.25 shifted).</p>
+<div id="drift">{drift}</div>
+<h2>Shadow challenger</h2><div id="shadow">{shadow}</div>
 <p class="empty">Not investment advice. Also as JSON: <a href="/status.json">/status.json</a>,
 metrics: <a href="/metrics">/metrics</a>.</p>
 </body></html>
