@@ -12,6 +12,7 @@ from rich.table import Table
 
 from aibridge import __version__
 from aibridge.doctor import doctor
+from aibridge.loop.commands import register as register_loop_commands
 from aibridge.paths import project_root, sample_data_path
 from aibridge.server.commands import register as register_server_commands
 from aibridge.sweep import sweep
@@ -246,6 +247,7 @@ def ea_replay(
 
 
 register_server_commands(app)
+register_loop_commands(app)  # retrain, reconcile, shadow-report
 app.command("doctor")(doctor)
 app.command("sweep")(sweep)
 
