@@ -295,7 +295,7 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
             name="model",
             python_model=pyfunc_code_path(),
             artifacts=artifacts,
-            signature=infer_signature(example, _example_output(paths, example)),
+            signature=_signature(infer_signature(example, _example_output(paths, example))),
             input_example=example,
             pip_requirements=_pinned_requirements(),
         )
@@ -334,6 +334,17 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
         f"{metrics['test']['balanced_accuracy']:.3f}; broker clock {clock.evidence}"
     )
     return record
+
+
+def _signature(inferred: Any) -> Any:
+    """The inferred signature plus an optional ``spread`` input column (points per bar, as in
+    MT4's export): the spread the decision's costs and BUY levels use; without it the
+    training instrument's default spread."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    inputs = Schema([*inferred.inputs.inputs, ColSpec("double", "spread", required=False)])
+    return ModelSignature(inputs=inputs, outputs=inferred.outputs, params=inferred.params)
 
 
 def _example_output(paths: StagePaths, example: pd.DataFrame) -> pd.DataFrame:
