@@ -6,17 +6,32 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 export OMP_WAIT_POLICY := PASSIVE
+# No usage telemetry from the project's own tools (also set in .dvc/config and aibridge/__init__).
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := true
 
-.PHONY: setup data repro demo test ea-parity lint bench ui clean
+.PHONY: setup setup-dev data repro demo test ea-parity lint bench ui clean clean-registry
 
-# A stamp file: reinstall only when the dependency pins change.
+# Stamp files: reinstall only when the dependency pins change. `.installed` = the runtime
+# (what `make demo` needs); `.installed-dev` = plus the test stack (the `[dev]` extra), which
+# `make test` adds on top, so demo-then-test installs only the difference.
 $(VENV)/.installed: pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
-	touch $@
+	@echo "==> [1/3] virtualenv $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "==> [2/3] pip"
+	$(BIN)/python -m pip install --upgrade pip
+	@echo "==> [3/3] aibridge + runtime dependencies, pinned by constraints.txt (~1.2 GB, a few minutes)"
+	$(BIN)/python -m pip install -c constraints.txt -e .
+	@touch $@
+	@echo "==> runtime installed in $(VENV); commands: $(VENV)/bin/aibridge, $(VENV)/bin/dvc, $(VENV)/bin/mlflow"
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	@echo "==> test stack: the [dev] extra (pytest, hypothesis, backtesting, moto, ...)"
+	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
+	@touch $@
 
 setup: $(VENV)/.installed
+setup-dev: $(VENV)/.installed-dev
 
 # Materialise the bundled real sample byte-for-byte (it matches data.dvc) and cache it.
 data: setup
@@ -30,7 +45,7 @@ demo: repro
 	aibridge summary
 	aibridge demo-serve
 
-test: setup
+test: setup-dev
 	$(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory ea-parity
 
@@ -40,15 +55,31 @@ test: setup
 ea-parity: setup
 	$(BIN)/python -m aibridge.mt4.parity --out reports/ea_parity
 
-lint: setup
+lint: setup-dev
 	ruff check src tests pipelines benchmarks
 	ruff format --check src tests pipelines benchmarks
 
-bench: setup
+bench: setup-dev
 	$(BIN)/python benchmarks/run_all.py
 
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --port 5000
 
+# Pipeline outputs only; `dvc repro` rebuilds them. The MLflow store (runs, registered versions,
+# the champion alias) is kept: `make clean-registry` removes it, after asking.
 clean:
-	rm -rf artifacts reports/plots mlflow.db mlartifacts
+	rm -rf artifacts reports/plots dvc_plots
+	@echo "kept the MLflow store (mlflow.db, mlartifacts/); \`make clean-registry\` deletes it"
+
+REGISTRY_FILES := mlflow.db mlartifacts mlruns reports/promotions.jsonl
+clean-registry:
+	@echo "This deletes the local MLflow store: every run, every registered model version and"
+	@echo "alias (champion included) and the promotion journal:"
+	@for f in $(REGISTRY_FILES); do [ -e "$$f" ] && echo "  $(CURDIR)/$$f"; done; true
+	@if [ "$(CONFIRM)" != 1 ]; then \
+		if [ -t 0 ]; then \
+			read -r -p "Type 'delete' to go on: " answer; \
+			[ "$$answer" = delete ] || { echo "nothing deleted"; exit 1; }; \
+		else echo "nothing deleted: run \`make clean-registry CONFIRM=1\` to confirm"; exit 1; fi; \
+	fi
+	rm -rf $(REGISTRY_FILES)
