@@ -170,3 +170,23 @@ def test_doctor_leaves_the_environment_as_it_was(setup_env) -> None:
     run_checks({**setup_env, "tracking_uri": f"sqlite:///{setup_env['journal_path']}.db"})
     run_checks(setup_env)
     assert dict(os.environ) == before
+
+
+def test_clock_calls_years_old_data_stale_with_the_date() -> None:
+    now = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+    stale = check_clock(datetime(2018, 2, 7, 15, 0), now, "H1")
+    assert stale.status == WARN  # a warning: the demo on the 2018 sample still passes
+    assert "stale data: the newest H1 candle (2018-02-07 15:00) is 3,219 day(s) old" in (
+        stale.message
+    )
+    assert "77,256 H1 bars" in stale.message and "dvc repro" in stale.message
+
+
+def test_clock_freshness_scales_with_the_timeframe() -> None:
+    now = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+    # Friday's last H1 bar seen on Monday afternoon: a weekend, not stale.
+    assert check_clock(datetime(2026, 11, 27, 23, 0), now, "H1").status == OK
+    assert check_clock(datetime(2026, 11, 20, 0, 0), now, "H1").status == WARN
+    # Eleven days is one W1 bar and fresh; for D1 it is stale.
+    assert check_clock(datetime(2026, 11, 20, 0, 0), now, "W1").status == OK
+    assert check_clock(datetime(2026, 11, 20, 0, 0), now, "D1").status == WARN

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import typer
@@ -13,7 +17,7 @@ from rich.table import Table
 from aibridge import __version__
 from aibridge.doctor import doctor
 from aibridge.loop.commands import register as register_loop_commands
-from aibridge.paths import project_root, sample_data_path
+from aibridge.paths import is_project, locate_project, project_root, sample_data_path
 from aibridge.server.commands import register as register_server_commands
 from aibridge.sweep import sweep
 
@@ -23,6 +27,39 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
+err_console = Console(stderr=True)
+
+# Commands that need no project directory (no conf/, no MLflow store).
+_NO_PROJECT_NEEDED = {"version", "keys"}
+
+
+@app.callback()
+def _find_project(ctx: typer.Context) -> None:
+    """Say where the project is when the current directory is not one."""
+    if ctx.invoked_subcommand in _NO_PROJECT_NEEDED:
+        return
+    root, how = locate_project()
+    if how == "AIBRIDGE_HOME" and root is not None and not is_project(root):
+        err_console.print(
+            f"[red]aibridge:[/] AIBRIDGE_HOME={root} is not an aibridge project (no dvc.yaml "
+            "and conf/ there); point it at the directory you cloned"
+        )
+        raise typer.Exit(2)
+    if how == "checkout" and root is not None:
+        # Installed editable from a checkout and run elsewhere: use that checkout.
+        os.environ["AIBRIDGE_HOME"] = str(root)
+        err_console.print(
+            f"[dim]aibridge: {Path.cwd()} is not an aibridge project; using {root} "
+            "(set AIBRIDGE_HOME to choose another)[/]",
+            soft_wrap=True,
+        )
+    elif how == "none":
+        err_console.print(
+            f"[yellow]aibridge:[/] {Path.cwd()} is not an aibridge project (no dvc.yaml and "
+            "conf/ here or above): run it from the project directory, or set "
+            "AIBRIDGE_HOME=/path/to/aibridge",
+            soft_wrap=True,
+        )
 
 
 @app.command("version")
@@ -244,6 +281,115 @@ def ea_replay(
     if s.get("fatal"):
         console.print(f"[red]ea-replay:[/] the EA stopped: {s['fatal']}")
         raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- params
+
+params_app = typer.Typer(
+    help="params.yaml overrides left by `dvc exp run -S` (conf/ is ignored for those keys).",
+    no_args_is_help=True,
+)
+app.add_typer(params_app, name="params")
+
+
+def _describe_overrides(overrides: dict) -> list[str]:
+    return [
+        f"{key} = {value!r}"
+        + (" (not in conf/)" if conf_value is None else f" (conf/ says {conf_value!r})")
+        for key, (value, conf_value) in sorted(overrides.items())
+    ]
+
+
+@params_app.command("show")
+def params_show() -> None:
+    """List the values in params.yaml that differ from what conf/ composes to."""
+    from aibridge.params_sync import current_overrides
+
+    overrides = current_overrides(project_root())
+    if not overrides:
+        console.print("params.yaml has no overrides: it is what conf/ composes to")
+        return
+    console.print(f"{len(overrides)} override(s) in params.yaml, kept over conf/ by `dvc repro`:")
+    for line in _describe_overrides(overrides):
+        console.print(f"  {line}", soft_wrap=True)
+    console.print("drop them with `aibridge params reset`")
+
+
+@params_app.command("reset")
+def params_reset() -> None:
+    """Drop every override in params.yaml (`dvc exp run -S`, hand edits): conf/ rules again."""
+    from aibridge.params_sync import reset_params
+
+    root = project_root()
+    dropped = reset_params(root)
+    if not dropped:
+        console.print("params.yaml had no overrides; it is what conf/ composes to")
+        return
+    console.print(f"dropped {len(dropped)} override(s) from {root / 'params.yaml'}:")
+    for line in _describe_overrides(dropped):
+        console.print(f"  {line}", soft_wrap=True)
+    console.print("params.yaml is now conf/ as composed; the next `dvc repro` trains on it")
+
+
+# --------------------------------------------------------------------------- quickstart
+
+
+def _step(n: int, total: int, what: str) -> None:
+    console.print(f"[bold]==> [{n}/{total}] {what}[/]")
+
+
+def _run_tool(args: list[str], root: Path, env: dict[str, str]) -> None:
+    started = time.monotonic()
+    code = subprocess.call(args, cwd=root, env=env)
+    if code != 0:
+        console.print(
+            f"[red]quickstart:[/] `{' '.join(args[2:] if args[1] == '-m' else args)}` "
+            f"failed with exit code {code}"
+        )
+        raise typer.Exit(code)
+    console.print(f"[dim]({time.monotonic() - started:.0f} s)[/]")
+
+
+@app.command("quickstart")
+def quickstart(
+    serve: bool = typer.Option(
+        True, "--serve/--no-serve", help="End with demo-serve (server + EA emulator)."
+    ),
+    bars: int = typer.Option(300, help="Sample bars the EA emulator replays."),
+) -> None:
+    """What `make demo` does, without make or bash (Windows): sample data, dvc commit,
+    dvc repro, summary, demo-serve. From the project: `.venv\\Scripts\\aibridge quickstart`."""
+    root = project_root()
+    if not is_project(root):
+        console.print(
+            f"[red]quickstart:[/] {root} is not an aibridge project; run it from the cloned "
+            "directory or set AIBRIDGE_HOME"
+        )
+        raise typer.Exit(2)
+    # dvc.yaml's stages run `python pipelines/...`: put this venv's python first on PATH.
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("MPLBACKEND", "Agg")
+    dvc = [sys.executable, "-m", "dvc"]
+    total = 4 if serve else 3
+    _step(1, total, "data: the bundled EURUSD H1 sample")
+    data_dir = root / "data"
+    if any(data_dir.glob("*.csv")):
+        console.print(f"{data_dir} already holds CSV exports; using them")
+    else:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sample_data_path(), data_dir / "EURUSD60.csv")
+        console.print(f"wrote {data_dir / 'EURUSD60.csv'}")
+        _run_tool([*dvc, "commit", "-q", "-f", "data.dvc"], root, env)
+    _step(2, total, "dvc repro: ingest, features, labels, train, evaluate, backtest, register")
+    _run_tool([*dvc, "repro"], root, env)
+    _step(3, total, "summary")
+    summary(root)
+    if serve:
+        _step(4, total, "demo-serve: the signal server on the champion, driven by the EA emulator")
+        from aibridge.demo import run_demo
+
+        raise typer.Exit(run_demo("models:/aibridge-EURUSD-H1@champion", bars, root))
 
 
 register_server_commands(app)

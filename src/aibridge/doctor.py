@@ -135,9 +135,15 @@ def _journal_problem(path: Path) -> str | None:
 
 def newest_candle(root: Path) -> datetime | None:
     """Newest candle time the pipeline ingested (``artifacts/candles/*.parquet``)."""
+    found = newest_candle_and_timeframe(root)
+    return found[0] if found else None
+
+
+def newest_candle_and_timeframe(root: Path) -> tuple[datetime, str | None] | None:
+    """Newest ingested candle time and its file's timeframe (``<SYMBOL>_<TF>.parquet``)."""
     import pandas as pd
 
-    newest = None
+    newest: tuple[datetime, str | None] | None = None
     for path in sorted((root / "artifacts" / "candles").glob("*.parquet")):
         try:
             t = pd.read_parquet(path, columns=["time"])["time"].max()
@@ -145,12 +151,30 @@ def newest_candle(root: Path) -> datetime | None:
             continue
         if pd.notna(t):
             ts = pd.Timestamp(t).to_pydatetime().replace(tzinfo=None)
-            newest = ts if newest is None else max(newest, ts)
+            timeframe = path.stem.rsplit("_", 1)[-1].upper() if "_" in path.stem else None
+            if newest is None or ts > newest[0]:
+                newest = (ts, timeframe)
     return newest
 
 
-def check_clock(newest: datetime | None, now: datetime) -> Check:
-    """The clock must not be behind the data (candles are broker time, up to UTC+3)."""
+# A feed is "fresh" while its newest candle is younger than this many bars of its timeframe,
+# and never less than a weekend plus a day (Friday's close seen on Monday is normal).
+FRESH_BARS = 3
+FRESH_MIN_AGE = timedelta(days=4)
+
+
+def _bar_minutes(timeframe: str | None) -> int | None:
+    from aibridge.ingest.naming import timeframe_minutes
+
+    try:
+        return timeframe_minutes(timeframe) if timeframe else None
+    except ValueError:
+        return None
+
+
+def check_clock(newest: datetime | None, now: datetime, timeframe: str | None = None) -> Check:
+    """The clock must not be behind the data (candles are broker time, up to UTC+3), and the
+    data should be recent for its timeframe: a years-old newest candle is called stale."""
     now_naive = now.astimezone(UTC).replace(tzinfo=None)
     if newest is None:
         return Check(
@@ -165,13 +189,23 @@ def check_clock(newest: datetime | None, now: datetime) -> Check:
             f"{BROKER_OFFSET_ALLOWANCE.total_seconds() / 3600:g} h a broker offset explains; "
             "fix the time (NTP: `timedatectl set-ntp true`, Windows: `w32tm /resync`)",
         )
-    age = now_naive - newest
-    return Check(
-        "clock",
-        OK,
-        f"{now_naive:%Y-%m-%d %H:%M} UTC; newest candle {newest:%Y-%m-%d %H:%M} "
-        f"({age.days} day(s) old)",
-    )
+    age = max(now_naive - newest, timedelta(0))
+    minutes = _bar_minutes(timeframe)
+    limit = max(FRESH_MIN_AGE, timedelta(minutes=FRESH_BARS * (minutes or 60)))
+    tf = f" {timeframe}" if timeframe else ""
+    bars = f", {int(age.total_seconds() // 60 // minutes):,}{tf} bars" if minutes else ""
+    head = f"{now_naive:%Y-%m-%d %H:%M} UTC; newest{tf} candle {newest:%Y-%m-%d %H:%M}"
+    if age > limit:
+        return Check(
+            "clock",
+            WARN,
+            f"stale data: the newest{tf} candle ({newest:%Y-%m-%d %H:%M}) is {age.days:,} "
+            f"day(s) old{bars}, at {now_naive:%Y-%m-%d %H:%M} UTC (fresh: under "
+            f"{limit.days} days for{tf or ' this timeframe'}); the model was trained on old "
+            "candles — export recent history from MT4 into data/ and run `dvc repro` before "
+            "serving a live account",
+        )
+    return Check("clock", OK, f"{head} ({age.days} day(s) old{bars})")
 
 
 def _check_config(overrides: dict[str, Any]) -> tuple[Check, Any, Any]:
@@ -380,7 +414,9 @@ def _run_checks(
         checks.extend(_check_ports(settings))
         checks.extend(_check_paths(settings))
     step("checking the clock")
-    checks.append(check_clock(newest_candle(root), now or datetime.now(UTC)))
+    found = newest_candle_and_timeframe(root)
+    newest, timeframe = found if found else (None, None)
+    checks.append(check_clock(newest, now or datetime.now(UTC), timeframe))
     return DoctorReport(checks)
 
 

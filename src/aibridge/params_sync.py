@@ -75,3 +75,35 @@ def sync_params(root: Path) -> dict[str, Any]:
     if not params_path.is_file() or params_path.read_text() != new_text:
         params_path.write_text(new_text)
     return kept
+
+
+def current_overrides(root: Path) -> dict[str, tuple[Any, Any]]:
+    """Leaves of ``params.yaml`` that differ from the last composition of ``conf/``.
+
+    ``{dotted key: (value in params.yaml, value conf/ composed to or None when absent)}``.
+    Without ``params.base.yaml`` the fresh composition of ``conf/`` is the reference.
+    """
+    current = _read(root / "params.yaml")
+    if current is None:
+        return {}
+    previous = _read(root / BASE_FILE)
+    if previous is None:
+        previous = to_container(compose_config(config_dir=root / "conf"))
+    flat_base = flatten(previous)
+    return {k: (v, flat_base.get(k)) for k, v in overrides_against(current, previous).items()}
+
+
+def reset_params(root: Path) -> dict[str, tuple[Any, Any]]:
+    """Drop every override (``dvc exp run -S``, hand edits): ``params.yaml`` = ``conf/`` again.
+
+    Returns what was dropped, as :func:`current_overrides` describes it. The next ``dvc repro``
+    then trains on exactly what ``conf/`` composes to.
+    """
+    dropped = current_overrides(root)
+    fresh = to_container(compose_config(config_dir=root / "conf"))
+    (root / BASE_FILE).write_text(BASE_HEADER + yaml.safe_dump(fresh, sort_keys=False))
+    new_text = yaml.safe_dump(fresh, sort_keys=False)
+    params_path = root / "params.yaml"
+    if not params_path.is_file() or params_path.read_text() != new_text:
+        params_path.write_text(new_text)
+    return dropped

@@ -13,11 +13,37 @@ from pathlib import Path
 _DVC_TMP_MARKER = (".dvc", "tmp", "exps")
 
 
+def is_project(path: Path) -> bool:
+    """An aibridge project directory: ``dvc.yaml`` next to ``conf/``."""
+    return (path / "dvc.yaml").is_file() and (path / "conf").is_dir()
+
+
 def _find_repo_root(start: Path) -> Path | None:
     for candidate in (start, *start.parents):
-        if (candidate / "dvc.yaml").is_file() and (candidate / "conf").is_dir():
+        if is_project(candidate):
             return candidate
     return None
+
+
+def checkout_root() -> Path | None:
+    """The project this package is installed from (``pip install -e .``), if it is one."""
+    candidate = Path(__file__).resolve().parents[2]
+    return candidate if is_project(candidate) else None
+
+
+def locate_project() -> tuple[Path | None, str]:
+    """Where the CLI's project is and how it was found: ``AIBRIDGE_HOME``, the current
+    directory (or a parent, or DVC's experiment copy), else the editable checkout."""
+    env = os.environ.get("AIBRIDGE_HOME")
+    if env:
+        return Path(env).resolve(), "AIBRIDGE_HOME"
+    root = project_root()
+    if is_project(root):
+        return root, "cwd"
+    checkout = checkout_root()
+    if checkout is not None:
+        return checkout, "checkout"
+    return None, "none"
 
 
 def project_root() -> Path:

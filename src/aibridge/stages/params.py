@@ -10,6 +10,10 @@ from aibridge.stages.common import console
 def main() -> None:
     kept = sync_params(workspace_root())
     if kept:
-        console.print("params: kept overrides " + ", ".join(f"{k}={v}" for k, v in kept.items()))
+        listed = ", ".join(f"{k}={v}" for k, v in kept.items())
+        console.print(
+            f"params: kept {len(kept)} override(s) from `dvc exp run -S` or a hand edit: {listed}. "
+            "conf/ is ignored for these keys until `aibridge params reset` drops them."
+        )
     else:
         console.print("params: params.yaml composed from conf/")
