@@ -186,3 +186,27 @@ def test_reconcile_without_decisions_says_so(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 1
     assert "no predict decisions for EURUSD H1" in proc.stderr
+
+
+@pytest.mark.slow
+def test_reconcile_report_logged_to_the_served_run(
+    recorded: tuple[Path, EaEmulator], tmp_path: Path
+) -> None:
+    """--mlflow's function: the report files land in the served version's run (reconcile/)."""
+    from mlflow import MlflowClient
+
+    from aibridge.loop.reconcile import log_to_mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("served", artifact_location=str(tmp_path / "artifacts"))
+    run = client.create_run(exp)
+    journal, _ = recorded
+    data = load_journal(journal, "EURUSD", "H1")
+    data.served["model"]["run_id"] = run.info.run_id  # the stand-in's run is not in this store
+    report = reconcile(data)
+    md = tmp_path / "reconcile.md"
+    md.write_text(render_markdown(report))
+    assert log_to_mlflow(report, data, [md], uri) == run.info.run_id
+    listed = [a.path for a in client.list_artifacts(run.info.run_id, "reconcile")]
+    assert listed == ["reconcile/reconcile.md"]

@@ -26,8 +26,8 @@ from aibridge.loop.retrain import (
 from aibridge.paths import sample_data_path
 from tests.conftest import make_project_copy
 
-# `aibridge retrain` once cli.py registers it; the same command through the package meanwhile
-AIBRIDGE = [sys.executable, "-m", "aibridge.loop"]
+# the installed `aibridge` (python -m aibridge.loop is the same command; the units use it)
+AIBRIDGE = [str(Path(sys.executable).parent / "aibridge")]
 
 
 def metrics(path: Path) -> dict[str, float]:

@@ -147,3 +147,113 @@ def test_missing_challenger_alias_is_skipped(tmp_path: Path) -> None:
         assert runner.sets == {}
     finally:
         runner.stop()
+
+
+@pytest.mark.slow
+def test_real_registry_shadow_and_drift(trained_model_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`aibridge serve --shadow challenger` as run.build_server assembles it, on the pipeline's
+    registry (v1 holds both aliases) with the features stage's table as drift reference."""
+    import threading
+
+    from aibridge.server.run import build_server
+    from aibridge.server.settings import ServeSettings
+    from tests.server_fixtures import private_store
+
+    store = trained_model_store
+    settings = ServeSettings(
+        host="127.0.0.1", port=0, metrics_port=0, poll_interval_s=0, log_path=None,
+        models=[store.model_uri], tracking_uri=private_store(store, tmp_path),
+        journal_path=tmp_path / "journal.sqlite", model_cache_dir=tmp_path / "cache",
+        shadow={"alias": "challenger"},
+        drift={"reference_features": store.root / "artifacts" / "features.parquet",
+               "min_rows": 50, "interval_s": 0.1},
+    )  # fmt: skip
+    server = build_server(settings)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        server.ready.wait(5)
+        sim = EaEmulator(SimConfig(endpoint=f"tcp://127.0.0.1:{server.port}", bars=120, quiet=True))
+        sim.run()
+        server.shadow.flush()
+        server.drift.flush()
+        shadow = server.shadow.snapshot()[0]
+        drift = server.drift.snapshot()[0]
+    finally:
+        server.request_stop()
+        thread.join(timeout=15)
+    assert shadow["challenger"] == f"{NAME} v1" and shadow["decisions"] == 120
+    assert shadow["agreement"] == 1.0  # the same version on both aliases
+    assert drift["enabled"] and drift["reference"].endswith("features.parquet")
+    assert drift["rows"] == 120 and drift["psi_median"] is not None
+    assert drift["psi_median"] < 0.2, drift  # the sample's own bars: no drift alert
+
+
+def _side(trades: int, profit: float, dd: float, exp_r: float, exp_lo: float) -> dict:
+    metrics = {
+        "trade_count": trades,
+        "net_profit": profit,
+        "max_drawdown_pct": dd,
+        "expectancy_r": exp_r,
+        "expectancy_r_ci_low": exp_lo,
+        "sharpe": 1.0,
+        "days": 30,
+    }
+    return {"trades": trades, "net_profit": profit, "max_drawdown_pct": dd, "metrics": metrics}
+
+
+def _doc(decisions: int = 600, ch_profit: float = 150.0, ch_trades: int = 25,
+         exp_lo: float = 0.05) -> dict:  # fmt: skip
+    return {
+        "decisions": decisions,
+        "challenger_versions": ["8"],
+        "champion": _side(20, 100.0, 2.0, 0.1, -0.05),
+        "challenger": _side(ch_trades, ch_profit, 3.0, 0.2, exp_lo),
+    }
+
+
+def test_forward_gate_rules() -> None:
+    from aibridge.backtest.settings import GateSettings
+    from aibridge.loop.shadow import forward_gate
+
+    rule = GateSettings(metric="net_profit", min_trades=10, max_drawdown_pct=5.0)
+    ok = forward_gate(_doc(), rule, min_decisions=500)
+    assert ok.promote and ok.reason.startswith("forward test: challenger net_profit 150")
+    assert not forward_gate(_doc(decisions=100), rule, 500).promote
+    assert not forward_gate(_doc(ch_profit=90.0), rule, 500).promote
+    assert "trades < 10" in forward_gate(_doc(ch_trades=3), rule, 500).reason
+    # the backtest gate's absolute floor applies too: no edge on the live bars, no promotion
+    assert "no edge" in forward_gate(_doc(exp_lo=-0.1), rule, 500).reason
+    changed = {**_doc(), "challenger_versions": ["8", "9"]}
+    assert "changed during the period" in forward_gate(changed, rule, 500).reason
+
+
+@pytest.mark.slow
+def test_forward_gate_moves_the_alias(tmp_path: Path) -> None:
+    """Both modes against a real (SQLite) MLflow registry."""
+    from mlflow import MlflowClient
+
+    from aibridge.backtest.settings import GateSettings
+    from aibridge.loop.shadow import apply_forward_gate, forward_gate
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model(NAME)
+    for _ in range(2):
+        client.create_model_version(NAME, source=str(tmp_path))
+    client.set_registered_model_alias(NAME, "champion", "1")
+    win = forward_gate(_doc(), GateSettings(metric="net_profit", min_trades=10), 500)
+    history = tmp_path / "promotions.jsonl"
+    # both gates: v2's backtest gate said keep -> no move, but the forward tags are written
+    client.set_model_version_tag(NAME, "2", "gate.decision", "keep_champion")
+    line = apply_forward_gate(
+        NAME, "2", win, "champion", history, require_backtest_gate=True, client=client
+    )
+    assert "champion kept; backtest gate says keep_champion" in line
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
+    assert client.get_model_version(NAME, "2").tags["forward_gate.decision"] == "promote"
+    # forward gate alone: promoted, the reason recorded
+    line = apply_forward_gate(NAME, "2", win, "champion", history, client=client)
+    assert line.startswith(f"{NAME}: champion v1 → v2 (forward test:")
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "2"
+    assert json.loads(history.read_text().splitlines()[-1])["to_version"] == "2"

@@ -200,9 +200,34 @@ def shadow_report(
     ] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write the report as Markdown.")] = None,
     json_out: Annotated[Path | None, typer.Option(help="Write the report as JSON.")] = None,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            "--promote",
+            help="Forward gate: move the champion alias to the challenger when it wins on the "
+            "live bars (net profit, min trades, drawdown bound; the reason is recorded).",
+        ),
+    ] = False,
+    require_backtest_gate: Annotated[
+        bool,
+        typer.Option(
+            "--require-backtest-gate",
+            help="Both gates: promote only if the challenger version's backtest gate tag "
+            "(gate.decision) also says promote.",
+        ),
+    ] = False,
+    min_decisions: Annotated[int, typer.Option(help="Live decisions the gate needs.")] = 500,
+    min_trades: Annotated[int, typer.Option(help="Challenger trades the gate needs.")] = 10,
+    max_drawdown_pct: Annotated[
+        float, typer.Option(help="Challenger's drawdown bound on the live bars (%).")
+    ] = 20.0,
+    min_improvement: Annotated[
+        float, typer.Option(help="Net profit the challenger must add (account currency).")
+    ] = 0.0,
 ) -> None:
     """Forward test of the shadow challenger against the champion on the live bars:
-    agreement, action confusion, signals, and each one's trades through the backtest engine."""
+    agreement, action confusion, signals, and each one's trades through the backtest engine.
+    With --promote it is a second promotion rule (the forward gate)."""
     import json
 
     from aibridge.loop.reconcile import ReconcileError
@@ -220,6 +245,32 @@ def shadow_report(
         markdown.write_text(md, encoding="utf-8")
     if json_out:
         json_out.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    if not promote:
+        return
+    from mlflow.exceptions import MlflowException
+
+    from aibridge.backtest.settings import GateSettings
+    from aibridge.loop.shadow import forward_gate
+
+    rule = GateSettings(
+        metric="net_profit",
+        min_trades=min_trades,
+        max_drawdown_pct=max_drawdown_pct,
+        min_improvement=min_improvement,
+    )
+    decision = forward_gate(doc, rule, min_decisions)
+    version = doc["challenger_versions"][-1]
+    try:
+        from aibridge.cli import _registry_context
+        from aibridge.loop.shadow import apply_forward_gate
+
+        name, alias, history = _registry_context(doc.get("model_name"))
+        moved = apply_forward_gate(
+            name, version, decision, alias, history, require_backtest_gate=require_backtest_gate
+        )
+    except (ValueError, MlflowException) as exc:
+        raise _fail(f"promotion failed: {getattr(exc, 'message', exc)}") from None
+    typer.echo(moved)
 
 
 def register(app: typer.Typer) -> None:

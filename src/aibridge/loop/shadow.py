@@ -250,6 +250,7 @@ def forward_report(
     import pandas as pd
 
     from aibridge.backtest.engine import run_backtest
+    from aibridge.backtest.metrics import compute_metrics, json_safe
     from aibridge.backtest.settings import EngineSettings
     from aibridge.instruments import load_instrument
     from aibridge.loop.reconcile import ACTION_SIGN, ReconcileError, bars_from_csv, load_journal
@@ -305,17 +306,19 @@ def forward_report(
             sl[i] = float(r.sl_points or 0.0) * point
             tp[i] = float(r.tp_points or 0.0) * point
         res = run_backtest(bars, sig, sl, tp, spec, risk, EngineSettings())
+        metrics = compute_metrics(res)  # the numbers the backtest gate decides on
         t = res.trades
-        dd = float(res.drawdown.min() / res.initial_equity * 100) if len(res.equity) else 0.0
         out[name] = {
             "signals": int(np.count_nonzero(sig)),
             "trades": len(t),
-            "net_profit": round(float(t["net_pnl"].sum()), 2) if len(t) else 0.0,
+            "net_profit": round(float(metrics["net_profit"]), 2),
             "win_rate": round(float((t["net_pnl"] > 0).mean()), 4) if len(t) else None,
-            "max_drawdown_pct": round(dd, 3),
+            "max_drawdown_pct": round(float(metrics["max_drawdown_pct"]), 3),
+            "metrics": json_safe(metrics),
         }
     versions = sorted(set(sh["challenger_version"].astype(str)))
     return {
+        "model_name": (data.served.get("model") or {}).get("name"),
         "symbol": symbol.upper(),
         "timeframe": timeframe.upper(),
         "bars": len(bars),
@@ -348,3 +351,62 @@ def render_forward_markdown(doc: dict[str, Any]) -> str:
     for k in ("signals", "trades", "net_profit", "win_rate", "max_drawdown_pct"):
         lines.append(f"| {k} | {doc['champion'][k]} | {doc['challenger'][k]} |")
     return "\n".join(lines) + "\n"
+
+
+def forward_gate(doc: dict[str, Any], rule: Any = None, min_decisions: int = 500) -> Any:
+    """The backtest gate (:func:`aibridge.backtest.gate.decide`, the same rule and metrics:
+    min trades, drawdown bound, the absolute floor, metric + improvement) applied to the
+    forward test: both models' trades on the live bars. Fewer than ``min_decisions`` live
+    decisions, or a challenger version that changed during the period, never promotes."""
+    from aibridge.backtest.gate import GateDecision, decide
+    from aibridge.backtest.settings import GateSettings
+
+    rule = rule or GateSettings(metric="net_profit")
+
+    def side(d: dict[str, Any]) -> dict[str, float]:
+        m = d.get("metrics") or {
+            "trade_count": d["trades"],
+            "max_drawdown_pct": d["max_drawdown_pct"],
+            "net_profit": d["net_profit"],
+        }
+        return {k: float("nan") if v is None else float(v) for k, v in m.items()}
+
+    ch, cp = side(doc["challenger"]), side(doc["champion"])
+    if doc["decisions"] < min_decisions:
+        reason = f"forward test has {doc['decisions']} live decisions < {min_decisions}"
+        return GateDecision(False, reason, rule.metric, ch, cp, rule.model_dump())
+    if len(doc["challenger_versions"]) != 1:
+        reason = f"challenger changed during the period ({', '.join(doc['challenger_versions'])})"
+        return GateDecision(False, reason, rule.metric, ch, cp, rule.model_dump())
+    d = decide(ch, cp, rule)
+    return GateDecision(d.promote, f"forward test: {d.reason}", d.metric, d.challenger, cp, d.rule)
+
+
+def apply_forward_gate(
+    name: str,
+    version: str,
+    decision: Any,
+    alias: str = "champion",
+    journal: Path | None = None,
+    *,
+    require_backtest_gate: bool = False,
+    client: Any = None,
+) -> str:
+    """Tag the challenger version with the forward decision (``forward_gate.*``) and move
+    ``alias`` to it when it won (and, with ``require_backtest_gate``, when its backtest gate
+    tag ``gate.decision`` says promote too: both rules). Returns one line for the log."""
+    from mlflow import MlflowClient
+
+    from aibridge.promotion import promote
+
+    client = client or MlflowClient()
+    for key, value in decision.as_tags(prefix="forward_gate.").items():
+        client.set_model_version_tag(name, version, key, value)
+    if not decision.promote:
+        return f"{name} v{version}: champion kept; {decision.reason}"
+    if require_backtest_gate:
+        tag = client.get_model_version(name, version).tags.get("gate.decision")
+        if tag != "promote":
+            return f"{name} v{version}: champion kept; backtest gate says {tag or 'nothing'}"
+    move = promote(name, version, decision.reason, alias, journal, client=client)
+    return f"{name}: {alias} v{move.from_version} → v{move.to_version} ({decision.reason})"
