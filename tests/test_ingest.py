@@ -14,6 +14,7 @@ from aibridge.ingest import (
     read_mt4_csv,
     validate_candles,
 )
+from aibridge.ingest.naming import SymbolMapError, map_symbol
 from aibridge.paths import sample_data_path
 
 GOOD_ROWS = [
@@ -74,6 +75,12 @@ def test_header_form_any_column_order(tmp_path: Path) -> None:
         ("EURUSDH1.csv", ("EURUSD", "H1")),
         ("USDJPY1440.csv", ("USDJPY", "D1")),
         ("candles.csv", None),
+        # Broker-suffixed exports keep their suffix here; data.symbol_map maps them.
+        ("EURUSDm60.csv", ("EURUSDM", "H1")),
+        ("EURUSD.pro60.csv", ("EURUSD.PRO", "H1")),
+        ("EURUSDm15.csv", ("EURUSDM", "M15")),  # EURUSDm's M15, not EURUSD M15
+        ("EURUSD#240.csv", ("EURUSD#", "H4")),
+        ("EURUSD-ECN_H1.csv", ("EURUSD-ECN", "H1")),
     ],
 )
 def test_symbol_timeframe_from_name(name: str, expected) -> None:
@@ -195,3 +202,55 @@ def test_too_many_fields(tmp_path: Path) -> None:
         CandleFileError, match=r"line 2: \[unparsable\] expected 7 fields, found 10"
     ):
         load(path)
+
+
+KNOWN = {"EURUSD", "USDJPY", "GBPJPY", "XAUUSD"}
+
+
+@pytest.mark.parametrize(
+    ("name", "mapping", "expected"),
+    [
+        ("EURUSDm60.csv", {"EURUSDm": "EURUSD"}, "EURUSD"),
+        ("EURUSD.pro60.csv", {"eurusd.PRO": "eurusd"}, "EURUSD"),  # keys case-insensitive
+        ("EURUSD60.csv", None, "EURUSD"),
+        ("AUDUSD60.csv", None, "AUDUSD"),  # no spec, no suffix: unchanged, as before
+    ],
+)
+def test_symbol_map(name: str, mapping, expected: str) -> None:
+    symbol, _tf = parse_symbol_timeframe(name)
+    assert map_symbol(Path("data") / name, symbol, mapping, KNOWN) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "suffix"),
+    [("EURUSDm60.csv", "EURUSDm", "m"), ("EURUSD.pro60.csv", "EURUSD.pro", ".pro")],
+)
+def test_unmapped_broker_suffix_is_one_clear_error(name: str, raw: str, suffix: str) -> None:
+    symbol, _tf = parse_symbol_timeframe(name)
+    with pytest.raises(SymbolMapError) as err:
+        map_symbol(Path("data") / name, symbol, {}, KNOWN)
+    assert str(err.value) == (
+        f"data/{name}: the file name gives symbol {raw!r}, which looks like EURUSD with the "
+        f"broker suffix {suffix!r}, and data.symbol_map has no entry for it; add "
+        f"`symbol_map: {{{raw}: EURUSD}}` to conf/data/mt4.yaml (the data.symbol_map setting), "
+        "or rename the file EURUSD60.csv"
+    )
+
+
+def test_ingest_stage_applies_the_symbol_map(tmp_path: Path, monkeypatch) -> None:
+    """The stage names the candles after the mapped instrument, and stops on an unmapped
+    suffix with the same sentence (a StageError: no traceback)."""
+    from omegaconf import OmegaConf
+
+    from aibridge.stages.common import StageError
+    from aibridge.stages.ingest import _symbol_timeframe
+
+    conf = tmp_path / "conf"
+    (conf / "instrument").mkdir(parents=True)
+    (conf / "instrument" / "EURUSD.yaml").write_text("symbol: EURUSD\n")
+    monkeypatch.setenv("AIBRIDGE_CONF_DIR", str(conf))
+    cfg = OmegaConf.create({"data": {"symbol": None, "timeframe": None, "symbol_map": {}}})
+    with pytest.raises(StageError, match=r"EURUSDm60.csv: the file name gives symbol 'EURUSDm'"):
+        _symbol_timeframe(tmp_path / "EURUSDm60.csv", cfg)
+    cfg.data.symbol_map = {"EURUSDm": "EURUSD"}
+    assert _symbol_timeframe(tmp_path / "EURUSDm60.csv", cfg) == ("EURUSD", "H1")

@@ -1,8 +1,17 @@
-"""Symbol and timeframe from MT4 file names (``EURUSD60.csv``, ``EURUSD_H1.csv``)."""
+"""Symbol and timeframe from MT4 file names (``EURUSD60.csv``, ``EURUSD_H1.csv``).
+
+Broker suffixes. Many brokers name symbols with a suffix (``EURUSDm``, ``EURUSD.pro``,
+``EURUSD#``, ``EURUSD-ECN``), and MT4 exports carry it into the file name: ``EURUSDm60.csv``.
+The suffix is never stripped by guesswork. The rule: a file symbol that is a known instrument
+(``conf/instrument/<SYMBOL>.yaml``) plus extra characters must be mapped explicitly in
+``data.symbol_map`` (``{EURUSDm: EURUSD}``, keys case-insensitive); unmapped, ingest stops with
+one error naming the file, the symbol it read and that setting.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 # MT4 writes the period in minutes after the symbol in History Center exports.
@@ -20,9 +29,9 @@ _MINUTES_TO_NAME = {
 _NAME_TO_MINUTES = {name: minutes for minutes, name in _MINUTES_TO_NAME.items()}
 
 _NAMED = re.compile(
-    r"^(?P<symbol>[A-Za-z0-9.#]+?)[_\-. ]?(?P<tf>M1|M5|M15|M30|H1|H4|D1|W1|MN1?)$", re.I
+    r"^(?P<symbol>[A-Za-z0-9.#\-]+?)[_\-. ]?(?P<tf>M1|M5|M15|M30|H1|H4|D1|W1|MN1?)$", re.I
 )
-_MINUTES = re.compile(r"^(?P<symbol>[A-Za-z.#]+[A-Za-z#.]?)(?P<minutes>\d+)$")
+_MINUTES = re.compile(r"^(?P<symbol>[A-Za-z.#\-]+[A-Za-z#.]?)(?P<minutes>\d+)$")
 
 
 def timeframe_minutes(timeframe: str) -> int:
@@ -52,9 +61,61 @@ def parse_symbol_timeframe(path: Path | str) -> tuple[str, str] | None:
     separated = named is not None and len(named.group("symbol")) < len(stem) - len(
         named.group("tf")
     )
+    # "EURUSDm15" is the M15 export of the broker symbol EURUSDm (MT4 writes minutes), not
+    # EURUSD M15: an unseparated lower-case period letter after an upper-case symbol is a suffix.
+    if (
+        named
+        and not separated
+        and named.group("tf")[0].islower()
+        and any(c.isupper() for c in named.group("symbol"))
+        and by_minutes
+        and int(by_minutes.group("minutes")) in _MINUTES_TO_NAME
+    ):
+        named = None
     if named and (separated or len(named.group("symbol")) >= 6 or not by_minutes):
         tf = named.group("tf").upper()
         return named.group("symbol").upper(), "MN1" if tf == "MN" else tf
     if by_minutes and int(by_minutes.group("minutes")) in _MINUTES_TO_NAME:
         return by_minutes.group("symbol").upper(), timeframe_name(int(by_minutes.group("minutes")))
     return None
+
+
+class SymbolMapError(ValueError):
+    """A broker-suffixed symbol without a ``data.symbol_map`` entry."""
+
+
+def known_instruments(conf: Path) -> set[str]:
+    """Symbols with a contract spec: ``conf/instrument/<SYMBOL>.yaml``."""
+    return {p.stem.upper() for p in (conf / "instrument").glob("*.yaml")}
+
+
+def map_symbol(
+    path: Path | str,
+    symbol: str,
+    symbol_map: Mapping[str, str] | None,
+    known: Iterable[str],
+) -> str:
+    """The instrument a file's symbol stands for: ``data.symbol_map`` first, else the symbol
+    itself; a known instrument with a broker suffix and no map entry raises
+    :class:`SymbolMapError`."""
+    wanted = symbol.upper()
+    for key, value in (symbol_map or {}).items():
+        if str(key).upper() == wanted:
+            return str(value).upper()
+    known_upper = {k.upper() for k in known}
+    if wanted in known_upper:
+        return wanted
+    bases = sorted((k for k in known_upper if wanted.startswith(k)), key=len, reverse=True)
+    if bases:
+        base = bases[0]
+        stem = Path(path).stem
+        raw = stem[: len(symbol)] if stem.upper().startswith(wanted) else symbol
+        suffix = raw[len(base) :]
+        raise SymbolMapError(
+            f"{path}: the file name gives symbol {raw!r}, which looks like {base} with the broker "
+            f"suffix {suffix!r}, and data.symbol_map has no entry for it; add "
+            f"`symbol_map: {{{raw}: {base}}}` to conf/data/mt4.yaml (the data.symbol_map "
+            "setting), or rename the file "
+            f"{base}{stem[len(raw) :]}{Path(path).suffix}"
+        )
+    return wanted

@@ -29,7 +29,19 @@ MAX_ISSUES_IN_REPORT = 200
 
 
 def _symbol_timeframe(path: Path, cfg: DictConfig) -> tuple[str, str]:
+    from aibridge.ingest.naming import SymbolMapError, known_instruments, map_symbol
+    from aibridge.paths import conf_dir
+
     from_name = parse_symbol_timeframe(path)
+    if from_name and not cfg.data.symbol:
+        # Broker suffixes (EURUSDm60.csv): data.symbol_map, or one error saying to use it.
+        try:
+            mapped = map_symbol(
+                path, from_name[0], cfg.data.get("symbol_map"), known_instruments(conf_dir())
+            )
+        except SymbolMapError as exc:
+            raise StageError(str(exc)) from None
+        from_name = (mapped, from_name[1])
     symbol = cfg.data.symbol or (from_name[0] if from_name else None)
     timeframe = cfg.data.timeframe or (from_name[1] if from_name else None)
     if not symbol or not timeframe:
