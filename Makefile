@@ -30,8 +30,15 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
 	@touch $@
 
-setup: $(VENV)/.installed
-setup-dev: $(VENV)/.installed-dev
+# `.venv/bin/dvc repro` without an activated venv: dvc.yaml's stages run `python ...`, which
+# must be this venv's. A one-line .pth puts $(VENV)/bin first on PATH for processes the venv's
+# Python starts (src/aibridge/paths.py: install_venv_path_hook).
+$(VENV)/.path-hook: $(VENV)/.installed
+	@$(BIN)/python -c "from aibridge.paths import install_venv_path_hook as h; print('==> PATH hook:', h())"
+	@touch $@
+
+setup: $(VENV)/.installed $(VENV)/.path-hook
+setup-dev: $(VENV)/.installed-dev $(VENV)/.path-hook
 
 # Materialise the bundled real sample byte-for-byte (it matches data.dvc) and cache it.
 data: setup

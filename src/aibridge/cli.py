@@ -366,7 +366,11 @@ def quickstart(
             "directory or set AIBRIDGE_HOME"
         )
         raise typer.Exit(2)
-    # dvc.yaml's stages run `python pipelines/...`: put this venv's python first on PATH.
+    # dvc.yaml's stages run `python pipelines/...`: put this venv's python first on PATH, here
+    # and (the .pth hook) for later `.venv/bin/dvc repro` / `.venv\\Scripts\\dvc repro` too.
+    from aibridge.paths import install_venv_path_hook
+
+    install_venv_path_hook()
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.setdefault("MPLBACKEND", "Agg")

@@ -83,3 +83,24 @@ def conf_dir() -> Path:
 def sample_data_path() -> Path:
     """The bundled real EURUSD H1 sample (MT4 History Center format)."""
     return Path(__file__).parent / "data" / "EURUSD60.csv"
+
+
+VENV_PATH_HOOK = "aibridge-venv-path.pth"
+_HOOK_LINE = (
+    "import os, sys; _b = os.path.dirname(sys.executable); "
+    "_p = os.environ.get('PATH', ''); "
+    "os.environ['PATH'] = _p if _p.split(os.pathsep)[0] == _b else _b + os.pathsep + _p\n"
+)
+
+
+def install_venv_path_hook() -> Path:
+    """Put the venv's ``bin`` (``Scripts`` on Windows) first on PATH for every process this
+    venv's Python starts, so ``.venv/bin/dvc repro`` runs the stages' ``python ...`` with the
+    venv's interpreter without activating it. A one-line ``.pth`` in site-packages; idempotent.
+    """
+    import sysconfig
+
+    target = Path(sysconfig.get_paths()["purelib"]) / VENV_PATH_HOOK
+    if not target.is_file() or target.read_text() != _HOOK_LINE:
+        target.write_text(_HOOK_LINE)
+    return target
