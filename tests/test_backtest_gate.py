@@ -15,7 +15,16 @@ RULE = GateSettings(metric="sharpe", min_improvement=0.1, max_drawdown_pct=15.0,
 
 
 def metrics(sharpe: float, dd: float = 10.0, trades: float = 50, net: float = 100.0):
-    return {"sharpe": sharpe, "max_drawdown_pct": dd, "trade_count": trades, "net_profit": net}
+    """A challenger that clears the floor (expectancy and its CI low > 0); the floor itself
+    is tested in tests/test_gate_floor.py."""
+    return {
+        "sharpe": sharpe,
+        "max_drawdown_pct": dd,
+        "trade_count": trades,
+        "net_profit": net,
+        "expectancy_r": 0.3,
+        "expectancy_r_ci_low": 0.05,
+    }
 
 
 @pytest.mark.parametrize(

@@ -308,3 +308,107 @@ def test_cross_requires_a_conversion_rate() -> None:
     )
     # 1 % of 10,000 / (500 ticks x 100,000 x 0.001 / 150) = 0.30 lots, as in test_risk
     assert only_trade(res).lots == 0.3
+
+
+SHORT_BOTH_BARS = [
+    FLAT,  # 0: SELL signal
+    (1.1000, 1.1005, 1.0995, 1.1000),  # 1: sell at Bid 1.1000, SL 1.1020, TP 1.0970
+    (1.1000, 1.1030, 1.0960, 1.1000),  # 2: Ask high 1.1031 >= SL and Ask low 1.0961 <= TP
+    FLAT,
+]
+
+
+def test_short_both_levels_in_one_bar_stop_first() -> None:
+    res = run_backtest(
+        candles(SHORT_BOTH_BARS), signals(4, {0: -1}), SL, TP, EURUSD, RISK, SETTINGS
+    )
+    t = only_trade(res)
+    assert (t.side, t.exit_reason, t.exit_bar) == ("SELL", "SL", 2)
+    # bought back at the stop 1.1020: (1.1000 - 1.1020) x 50,000 = -100
+    assert t.exit_price == pytest.approx(1.1020, abs=1e-12)
+    assert t.gross_pnl == pytest.approx(-100.0)
+
+
+def test_short_both_levels_in_one_bar_take_profit_first_when_configured() -> None:
+    settings = SETTINGS.model_copy(update={"stop_first": False})
+    res = run_backtest(
+        candles(SHORT_BOTH_BARS), signals(4, {0: -1}), SL, TP, EURUSD, RISK, settings
+    )
+    t = only_trade(res)
+    # bought back at the take-profit 1.0970: (1.1000 - 1.0970) x 50,000 = +150
+    assert (t.exit_reason, t.exit_price) == ("TP", pytest.approx(1.0970, abs=1e-12))
+    assert t.gross_pnl == pytest.approx(150.0)
+
+
+def test_daily_drawdown_halt_persists_after_equity_recovers() -> None:
+    """Risk 4 %, SL 0.0050 → 400 / 500 ticks = 0.80 lot, no spread/commission, two positions
+    allowed. Bar 1 closes at 1.0960: floating (1.0960 - 1.1000) x 80,000 = -320 ≥ 3 % of
+    10,000 → the halt latches. Bar 2 opens back at 1.1000 (equity 10,000, nothing lost any
+    more): its BUY is still refused, because the halt holds until the day changes; the first
+    BUY of the next day (bar 24, 2024-01-03 00:00) is taken."""
+    risk = RISK.model_copy(update={"risk_per_trade_pct": 4.0, "max_open_positions": 2})
+    settings = EngineSettings(spread_points=0, commission_per_lot_per_side=0.0)
+    dip = (1.1000, 1.1002, 1.0958, 1.0960)  # low 1.0958 stays above the SL 1.0950
+    bars = [FLAT, dip] + [FLAT] * 24
+    sig = signals(26, {0: 1, 1: 1, 23: 1})
+    res = run_backtest(candles(bars), sig, 0.0050, 0.0, EURUSD, risk, settings)
+    assert res.equity.iloc[1] == pytest.approx(9_680.0)
+    assert res.equity.iloc[2] == pytest.approx(10_000.0)
+    assert res.entry_code[2] == risk_rules.ENTRY_DRAWDOWN  # recovered, still halted today
+    assert res.entry_code[24] == risk_rules.ENTRY_OK
+    assert res.trades["entry_bar"].tolist() == [1, 24]
+
+
+def test_margin_stop_out_closes_everything_and_ends_trading() -> None:
+    """5 fixed lots, no stops, leverage 100, stop-out at 50 % of margin. Bought at Ask 1.1001;
+    bar 2's low 1.0850: equity 10,000 - (1.1001 - 1.0850) x 500,000 = 2,450; margin
+    5 x 100,000 x 1.0850 / 100 = 5,425, 50 % of it 2,712.50 ≥ 2,450 → stopped out at 1.0850.
+    Balance 10,000 - 7,550 - 2 x 17.50 commission = 2,415; the BUY of bar 3 is never acted on."""
+    settings = SETTINGS.model_copy(
+        update={"fixed_lots": 5.0, "attach_stops": False, "leverage": 100.0}
+    )
+    bars = [FLAT, FLAT, (1.1000, 1.1005, 1.0850, 1.0900), FLAT, FLAT, FLAT]
+    res = run_backtest(candles(bars), signals(6, {0: 1, 3: 1}), SL, TP, EURUSD, RISK, settings)
+    t = only_trade(res)
+    assert (t.exit_reason, t.exit_bar) == ("stop_out", 2)
+    assert t.exit_price == pytest.approx(1.0850, abs=1e-12)
+    assert t.gross_pnl == pytest.approx(-7_550.0)
+    assert res.ruined and res.stopout_bar == 2
+    assert res.entry_code[4] == -1  # ruined: nothing acted on any more
+    assert res.equity.iloc[-1] == pytest.approx(2_415.0)
+    # a 10 % stop-out level lets the same account survive the bar (2,450 > 542.50)
+    survive = settings.model_copy(update={"stop_out_level_pct": 10.0})
+    res = run_backtest(candles(bars), signals(6, {0: 1}), SL, TP, EURUSD, RISK, survive)
+    assert not res.ruined and only_trade(res).exit_reason == "end"
+
+
+def test_exposure_cap_shrinks_or_skips_by_policy() -> None:
+    """Two positions allowed, max 0.8 lots: the first BUY takes 0.50 lot, the second would
+    take 0.50 more (1.00 > 0.80) → shrunk to the 0.30 left (shrink) or refused (skip)."""
+    risk = RISK.model_copy(update={"max_open_positions": 2, "max_total_lots": 0.8})
+    bars = [FLAT] * 5
+    res = run_backtest(candles(bars), signals(5, {0: 1, 1: 1}), SL, TP, EURUSD, risk, SETTINGS)
+    assert res.trades["lots"].tolist() == [0.5, 0.3]
+    skip = risk.model_copy(update={"exposure_policy": "skip"})
+    res = run_backtest(candles(bars), signals(5, {0: 1, 1: 1}), SL, TP, EURUSD, skip, SETTINGS)
+    assert res.trades["lots"].tolist() == [0.5]
+    assert res.entry_code[2] == risk_rules.ENTRY_EXPOSURE
+
+
+def test_buy_and_hold_is_sized_at_the_stated_leverage() -> None:
+    """1x: a notional of the 10,000 equity at the Ask 1.1001 is 10,000 / 110,010 per lot =
+    0.0909 → 0.09 lot; 5x → 0.4545 → 0.45 lot. No stop, held to the end."""
+    from aibridge.backtest.baselines import buy_and_hold_lots, run_baselines
+    from aibridge.backtest.settings import BaselineSettings
+
+    assert buy_and_hold_lots(1.1001, EURUSD, 10_000.0, 1.0) == pytest.approx(0.09)
+    assert buy_and_hold_lots(1.1001, EURUSD, 10_000.0, 5.0) == pytest.approx(0.45)
+    bars = [FLAT, FLAT, (1.1000, 1.1005, 1.0000, 1.0500), (1.0500, 1.0600, 1.0400, 1.0600)]
+    sig = np.zeros(4, dtype=np.int64)
+    base = run_baselines(
+        candles(bars), sig, SL, TP, EURUSD, RISK, SETTINGS, BaselineSettings(random_runs=1)
+    )
+    t = only_trade(base.buy_and_hold_result)
+    assert (t.lots, t.exit_reason, t.exit_bar) == (0.09, "end", 3)  # the 1.0 low: no stop
+    # (1.0600 - 1.1001) x 9,000 = -360.9, commission 2 x 0.315
+    assert t.net_pnl == pytest.approx(-360.9 - 0.63)

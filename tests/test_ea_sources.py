@@ -652,6 +652,17 @@ def test_compiled_rules_equal_python(driver: Path) -> None:
         (0, 0.0, 0.1, 0, 5.0),
     ]:
         cases.append(("exposure", args, risk.exposure_ok(*args)))
+    for args in [
+        (0.5, 0.0, 5.0, 0.01, 0.01, True),
+        (3.0, 4.5, 5.0, 0.01, 0.01, True),  # 0.5 lots of room
+        (3.0, 4.7, 5.0, 0.01, 0.01, True),  # 0.3: the 29.999.. case
+        (3.0, 4.7, 5.0, 0.01, 0.01, False),
+        (3.0, 4.995, 5.0, 0.01, 0.01, True),  # room below the minimum: unchanged, vetoed
+        (3.0, 5.0, 5.0, 0.01, 0.01, True),
+        (2.0, 1.0, 2.55, 0.1, 0.1, True),
+        (0.0, 1.0, 5.0, 0.01, 0.01, True),
+    ]:
+        cases.append(("shrink", args, risk.shrink_to_exposure(*args)))
     windows = ((0, 24), (8, 20), (22, 6), (7, 7))
     for args in [(h, s, e) for h in (0, 5, 6, 13, 21, 22, 23) for s, e in windows]:
         cases.append(("hours", args, risk.trading_hour_ok(*args)))

@@ -209,3 +209,30 @@ def test_entry_veto_order_is_fixed() -> None:
     assert risk.entry_veto(**{**ok, "open_positions": 1}) == risk.ENTRY_EXPOSURE
     everything_wrong = {**ok, "spread_points": 99.0, "dd_halted": True, "hour": 3, "lots": 0.0}
     assert risk.entry_veto(**everything_wrong) == risk.ENTRY_SPREAD
+
+
+@pytest.mark.parametrize(
+    ("lots", "open_lots", "max_lots", "shrink", "expected"),
+    [
+        (0.5, 0.0, 5.0, True, 0.5),  # fits: unchanged
+        (3.0, 4.5, 5.0, True, 0.5),  # 0.5 lot of room left
+        (3.0, 4.7, 5.0, True, 0.3),  # 0.3 / 0.01 = 29.999..: still 30 steps
+        (3.0, 4.7, 5.0, False, 3.0),  # skip policy: unchanged, the veto refuses it
+        (3.0, 4.995, 5.0, True, 3.0),  # room below the minimum lot: unchanged, vetoed
+        (3.0, 5.0, 5.0, True, 3.0),  # no room at all
+    ],
+)
+def test_shrink_to_exposure(lots, open_lots, max_lots, shrink, expected) -> None:
+    from aibridge.risk import ENTRY_EXPOSURE, ENTRY_OK, entry_veto, shrink_to_exposure
+
+    got = shrink_to_exposure(lots, open_lots, max_lots, 0.01, 0.01, shrink)
+    assert got == pytest.approx(expected)
+    veto = entry_veto(10.0, 30.0, False, 12, 0, 24, got, 1, open_lots, 2, max_lots)
+    assert veto == (ENTRY_OK if open_lots + got <= max_lots + 1e-9 else ENTRY_EXPOSURE)
+
+
+def test_exposure_policy_defaults_to_shrink() -> None:
+    assert risk.RiskSettings().exposure_policy == "shrink"
+    assert risk.load_risk_settings().exposure_policy == "shrink"
+    with pytest.raises(ValueError):
+        risk.RiskSettings(exposure_policy="halve")

@@ -83,6 +83,7 @@ double        g_minConfidence=0.0;
 int           g_tradeStartHour=0;
 int           g_tradeEndHour=24;
 bool          g_useMinLot=false;
+bool          g_exposureShrink=true;   // risk.exposure_policy: shrink (default) | skip
 bool          g_closeOnOpposite=true;
 int           g_maxHoldBars=0;
 string        g_riskSource="inputs";
@@ -1324,17 +1325,23 @@ void TryTrade(const AibPrediction &p,string request_id)
    int lot_reason=AIB_LOT_OK;
    double lots=AIB_LotsForRisk(equity,g_riskPct,sl_distance,tick_size,tick_value,lot_min,lot_max,lot_step,
                                g_useMinLot,lot_reason);
+   //--- exposure policy: shrink an order past max_total_lots to the room left (or leave it
+   //--- to AIB_EntryVeto's exposure check when skipping)
+   int positions=0;
+   double open_lots=0.0;
+   CountExposure(positions,open_lots);
+   double risk_lots=lots;
+   lots=AIB_ShrinkToExposure(lots,open_lots,g_maxLots,lot_min,lot_step,g_exposureShrink);
+   string shrink_note=(lots<risk_lots ? " shrunk to "+Fmt(lots,g_lotDigits)+" (open "+Fmt(open_lots,2)+
+                       " of max "+Fmt(g_maxLots,2)+" lots)" : "");
    Log("lot_size",request_id,0,"equity "+Fmt(equity,2)+" risk "+Fmt(g_riskPct,2)+"% sl "+Fmt(sl_distance,Digits)+
        " tick_size "+Fmt(tick_size,Digits)+" tick_value "+Fmt(tick_value,5)+" ("+tv_source+") lots "+
-       Fmt(lot_min,2)+"-"+Fmt(lot_max,2)+" step "+Fmt(lot_step,3)+" -> "+Fmt(lots,g_lotDigits)+" ("+
-       AIB_LotReason(lot_reason)+")");
+       Fmt(lot_min,2)+"-"+Fmt(lot_max,2)+" step "+Fmt(lot_step,3)+" -> "+Fmt(risk_lots,g_lotDigits)+" ("+
+       AIB_LotReason(lot_reason)+")"+shrink_note);
    //--- the shared veto, in the shared order; the spread in the model's points (one unit
    //--- with max_spread_points, whatever the broker's digits)
    double spread_points=MarketInfo(Symbol(),MODE_SPREAD)*Point/point;
    int hour=TimeHour(TimeCurrent());
-   int positions=0;
-   double open_lots=0.0;
-   CountExposure(positions,open_lots);
    int veto=AIB_EntryVeto(spread_points,g_maxSpread,g_ddLatched,hour,g_tradeStartHour,g_tradeEndHour,
                           lots,positions,open_lots,g_maxPositions,g_maxLots);
    if(veto!=AIB_ENTRY_OK)

@@ -193,6 +193,11 @@ int main(int argc, char **argv) {
         double b, c, e;
         std::cin >> a >> b >> c >> d >> e;
         std::cout << AIB_ExposureOk(a, b, c, d, e) << "\n";
+      } else if (name == "shrink") {
+        double lots, total, max_lots, mn, st;
+        int on;
+        std::cin >> lots >> total >> max_lots >> mn >> st >> on;
+        std::cout << g(AIB_ShrinkToExposure(lots, total, max_lots, mn, st, on != 0)) << "\n";
       } else if (name == "hours") {
         int a, b, c;
         std::cin >> a >> b >> c;

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -634,6 +635,19 @@ class EaEmulator:
             min_lot_policy=str(r.get("min_lot_policy", "skip")),
         )
         hour = (int(self.candles.time[i]) // 3_600) % 24
+        open_lots = sum(p.lots for p in self.positions)
+        # As the EA: the exposure policy (served; shrink when the server does not say) cuts an
+        # order past max_total_lots to the room left before the veto sees it.
+        lots = risk.shrink_to_exposure(
+            lot.lots,
+            open_lots,
+            float(r["max_total_lots"]),
+            spec.lot_min,
+            spec.lot_step,
+            str(r.get("exposure_policy", "shrink")) == "shrink",
+        )
+        if lots != lot.lots:
+            lot = dataclasses.replace(lot, lots=lots)
         veto = risk.entry_veto(
             spread_pts,
             float(r["max_spread_points"]),
@@ -643,7 +657,7 @@ class EaEmulator:
             int(r.get("trading_end_hour", 24)),
             lot.lots,
             len(self.positions),
-            sum(p.lots for p in self.positions),
+            open_lots,
             int(r["max_open_positions"]),
             float(r["max_total_lots"]),
         )

@@ -85,6 +85,10 @@ class RiskSettings(BaseModel):
     min_lot_policy: Literal["skip", "use_min"] = Field(
         default="skip", description="below MODE_MINLOT: skip the trade, or trade the minimum"
     )
+    exposure_policy: Literal["shrink", "skip"] = Field(
+        default="shrink",
+        description="a trade beyond max_total_lots: size it down to fit (shrink) or skip it",
+    )
     # Exit policy: part of the one trade model (backtest, ea-sim and the EA apply it).
     close_on_opposite: bool = Field(
         default=True, description="an opposite signal closes the position at the next open"
@@ -192,6 +196,31 @@ def exposure_ok(
     if open_positions + 1 > max_open_positions:
         return False
     return total_lots + new_lots <= max_total_lots + 1e-9
+
+
+def shrink_to_exposure(
+    lots: float,
+    total_lots: float,
+    max_total_lots: float,
+    lot_min: float,
+    lot_step: float,
+    shrink: bool,
+) -> float:
+    """Lots of a new order after the exposure policy: with ``shrink`` an order that would take
+    the open lots past ``max_total_lots`` is cut to the room left, floored to the lot step;
+    otherwise (or when the room is below ``lot_min``) ``lots`` is returned unchanged and
+    :func:`exposure_ok` vetoes it (``ENTRY_EXPOSURE``). Runs between the lot sizing and
+    :func:`entry_veto`. MQL4 mirror: ``AIB_ShrinkToExposure``.
+    """
+    if not shrink or lots <= 0.0 or lot_step <= 0.0:
+        return lots
+    if total_lots + lots <= max_total_lots + 1e-9:
+        return lots
+    room = max_total_lots - total_lots
+    shrunk = round(math.floor(room / lot_step + _STEP_EPS) * lot_step, _LOT_DECIMALS)
+    if shrunk < lot_min - _STEP_EPS * lot_step or shrunk <= 0.0:
+        return lots
+    return shrunk
 
 
 def trading_hour_ok(hour: int, start_hour: int, end_hour: int) -> bool:

@@ -111,6 +111,28 @@ double AIB_LotsForRisk(double equity,double risk_pct,double sl_distance,double t
    return lots;
   }
 //+------------------------------------------------------------------+
+//| Lots of a new order after the exposure policy: with shrink an    |
+//| order that would take the open lots past max_total_lots is cut   |
+//| to the room left, floored to the lot step; otherwise (or when    |
+//| the room is below lot_min) lots is returned unchanged and        |
+//| AIB_ExposureOk vetoes it. Runs between AIB_LotsForRisk and       |
+//| AIB_EntryVeto.                                                   |
+//| mirrors: aibridge.risk.shrink_to_exposure                        |
+//+------------------------------------------------------------------+
+double AIB_ShrinkToExposure(double lots,double total_lots,double max_total_lots,double lot_min,
+                            double lot_step,bool shrink)
+  {
+   if(!shrink || lots<=0.0 || lot_step<=0.0)
+      return lots;
+   if(total_lots+lots<=max_total_lots+1e-9)
+      return lots;
+   double room=max_total_lots-total_lots;
+   double shrunk=NormalizeDouble(MathFloor(room/lot_step+AIB_STEP_EPS)*lot_step,AIB_LOT_DECIMALS);
+   if(shrunk<lot_min-AIB_STEP_EPS*lot_step || shrunk<=0.0)
+      return lots;
+   return shrunk;
+  }
+//+------------------------------------------------------------------+
 //| Widen SL/TP distances (from the open price, price units) so MT4  |
 //| accepts them (MODE_STOPLEVEL is measured from the closing side): |
 //| SL needs >= stop_level + spread, TP needs >= stop_level - spread.|

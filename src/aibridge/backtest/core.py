@@ -21,6 +21,14 @@ Per bar ``i`` (signal ``s = signal[i-1]`` decided on the close of bar ``i-1``):
    stop first unless ``stop_first`` is off;
 4. at the close: mark equity, latch the drawdown halt if breached.
 
+Margin stop-out (ruin): margin per position is ``lots * price * tick_value / (tick * leverage)``
+(the contract's notional in account currency over the leverage). When equity falls to
+``stop_out_level_pct`` % of the used margin -- checked at the open tick (marked at the open)
+and inside the bar at its worst price for the open positions (longs at the low, shorts at
+the high's Ask) -- every position is closed there (exit reason ``stop_out``; at the bar's
+worst price, somewhat later than a broker would) and the account stops trading for good.
+An account whose balance is <= 0 is ruined too.
+
 Open positions at the last bar are closed at its close (exit reason ``END``).
 """
 
@@ -54,6 +62,7 @@ _lots_for_risk = _compile(risk.lots_for_risk_raw)
 _dd_breached = _compile(risk.daily_drawdown_breached)
 _widen = _compile(risk.widen_to_stop_level)
 _exit_reason = _compile(risk.exit_reason)
+_shrink = _compile(risk.shrink_to_exposure)
 _tick_value = _compile(instruments.tick_value_from)
 _entry_veto = _compile(
     risk.entry_veto,
@@ -69,12 +78,14 @@ EXIT_TP = 2
 EXIT_SIGNAL = 3  # opposite signal
 EXIT_TIME = 4  # max_hold_bars reached
 EXIT_END = 5  # end of data
+EXIT_STOPOUT = 6  # margin stop-out: the account is ruined
 EXIT_REASONS = {
     EXIT_SL: "SL",
     EXIT_TP: "TP",
     EXIT_SIGNAL: "signal",
     EXIT_TIME: "time",
     EXIT_END: "end",
+    EXIT_STOPOUT: "stop_out",
 }
 
 # entry_code per bar: -1 no signal to act on, otherwise a risk.ENTRY_* code.
@@ -115,13 +126,25 @@ TI_ENTRY_BAR, TI_EXIT_BAR, TI_DIR, TI_REASON = range(4)
     P_FIXED_LOTS,
     P_ATTACH_STOPS,
     P_DIGITS,
-) = range(29)
-N_PARAMS = 29
+    P_EXPOSURE_SHRINK,
+    P_LEVERAGE,
+    P_STOP_OUT_PCT,
+) = range(32)
+N_PARAMS = 32
 
 
 @numba.njit
 def _pnl(direction: int, entry: float, exit_: float, lots: float, tick: float, tv: float) -> float:
     return direction * (exit_ - entry) / tick * tv * lots
+
+
+@numba.njit
+def _margin(lots: float, price: float, tick: float, tv: float, leverage: float) -> float:
+    """Margin of ``lots`` at ``price`` in account currency: notional / leverage
+    (``price * tv / tick`` is one lot's notional: contract x price x quote->account)."""
+    if leverage <= 0.0:
+        return 0.0
+    return lots * price * tv / (tick * leverage)
 
 
 @numba.njit
@@ -156,9 +179,10 @@ def run_kernel(
     slip: np.ndarray,
     p: np.ndarray,
     capacity: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Simulate the account; returns per-bar (equity, balance, open lots (signed),
-    entry_code) and trade records (float, int) with the trade count.
+    entry_code), trade records (float, int) with the trade count, and the bar of the margin
+    stop-out (ruin; -1 when none).
 
     ``capacity`` bounds the number of trades (at most one entry per non-zero signal), so the
     trade records are sized by signals, not by bars.
@@ -188,6 +212,11 @@ def run_kernel(
     attach_stops = p[P_ATTACH_STOPS] != 0.0
     stop_level = p[P_STOP_LEVEL_PTS] * point
     digits = int(p[P_DIGITS])
+    shrink = p[P_EXPOSURE_SHRINK] != 0.0
+    leverage = p[P_LEVERAGE]
+    stop_out_pct = p[P_STOP_OUT_PCT]
+    ruined = False
+    stopout_bar = -1
 
     balance = p[P_EQUITY]
     day_start_equity = balance
@@ -233,6 +262,34 @@ def run_kernel(
                     floating += _pnl(d, tf[t, TF_ENTRY], mark, tf[t, TF_LOTS], tick, tv_open)
             if _dd_breached(day_start_equity, balance + floating, p[P_MAX_DD_PCT]):
                 dd_halted = True
+            # margin stop-out at the open tick: everything closes at the open's prices
+            if not ruined:
+                margin = 0.0
+                for k in range(slots):
+                    t = pos[k]
+                    if t >= 0:
+                        margin += _margin(tf[t, TF_LOTS], o, tick, tv_open, leverage)
+                if margin > 0.0 and balance + floating <= margin * stop_out_pct / 100.0:
+                    ruined = True
+                    stopout_bar = i
+                    for k in range(slots):
+                        t = pos[k]
+                        if t < 0:
+                            continue
+                        d = ti[t, TI_DIR]
+                        px = o - slip[i] if d > 0 else o + sp + slip[i]
+                        gross = _pnl(d, tf[t, TF_ENTRY], px, tf[t, TF_LOTS], tick, tv_open)
+                        fee = commission * tf[t, TF_LOTS]
+                        balance += gross - fee
+                        tf[t, TF_EXIT] = px
+                        tf[t, TF_GROSS] = gross
+                        tf[t, TF_COMM] += fee
+                        ti[t, TI_EXIT_BAR] = i
+                        ti[t, TI_REASON] = EXIT_STOPOUT
+                        pos[k] = -1
+        if not ruined and balance <= 0.0:
+            ruined = True
+            stopout_bar = i
 
         # 2. market actions at the open for the signal of the previous bar
         s = signal[i - 1] if i > 0 else 0
@@ -255,7 +312,7 @@ def run_kernel(
                     ti[t, TI_REASON] = reason
                     pos[k] = -1
 
-        if s != 0 and i > 0:
+        if s != 0 and i > 0 and not ruined:
             floating = 0.0
             n_open = 0
             total_lots = 0.0
@@ -292,6 +349,7 @@ def run_kernel(
                     p[P_LOT_STEP],
                     p[P_USE_MIN_LOT] != 0.0,
                 )
+            lots = _shrink(lots, total_lots, p[P_MAX_LOTS], p[P_LOT_MIN], p[P_LOT_STEP], shrink)
             code = _entry_veto(
                 spread_pts[i],
                 p[P_MAX_SPREAD_PTS],
@@ -386,6 +444,38 @@ def run_kernel(
                 ti[t, TI_REASON] = reason
                 pos[k] = -1
 
+        # margin stop-out inside the bar, at its worst price for what is still open
+        if not ruined:
+            worst = 0.0
+            margin = 0.0
+            for k in range(slots):
+                t = pos[k]
+                if t >= 0:
+                    d = ti[t, TI_DIR]
+                    mark = lo if d > 0 else h + sp
+                    tv_m = _tick_value(fixed_tv, tv_mode, mark, conv[i])
+                    worst += _pnl(d, tf[t, TF_ENTRY], mark, tf[t, TF_LOTS], tick, tv_m)
+                    margin += _margin(tf[t, TF_LOTS], mark, tick, tv_m, leverage)
+            if margin > 0.0 and balance + worst <= margin * stop_out_pct / 100.0:
+                ruined = True
+                stopout_bar = i
+                for k in range(slots):
+                    t = pos[k]
+                    if t < 0:
+                        continue
+                    d = ti[t, TI_DIR]
+                    px = lo if d > 0 else h + sp
+                    tv_m = _tick_value(fixed_tv, tv_mode, px, conv[i])
+                    gross = _pnl(d, tf[t, TF_ENTRY], px, tf[t, TF_LOTS], tick, tv_m)
+                    fee = commission * tf[t, TF_LOTS]
+                    balance += gross - fee
+                    tf[t, TF_EXIT] = px
+                    tf[t, TF_GROSS] = gross
+                    tf[t, TF_COMM] += fee
+                    ti[t, TI_EXIT_BAR] = i
+                    ti[t, TI_REASON] = EXIT_STOPOUT
+                    pos[k] = -1
+
         # 4. mark to market at the close (and close everything on the last bar)
         c = close[i]
         tv_close = _tick_value(fixed_tv, tv_mode, c, conv[i])
@@ -416,4 +506,13 @@ def run_kernel(
         if _dd_breached(day_start_equity, equity[i], p[P_MAX_DD_PCT]):
             dd_halted = True
 
-    return equity, balance_arr, exposure, entry_code, tf[:n_trades], ti[:n_trades], n_trades
+    return (
+        equity,
+        balance_arr,
+        exposure,
+        entry_code,
+        tf[:n_trades],
+        ti[:n_trades],
+        n_trades,
+        stopout_bar,
+    )

@@ -28,6 +28,12 @@ class BacktestResult:
     entry_code: np.ndarray  # -1 nothing to act on, else a risk.ENTRY_* code
     trades: pd.DataFrame
     initial_equity: float
+    stopout_bar: int = -1  # bar of the margin stop-out (the account is ruined); -1 none
+
+    @property
+    def ruined(self) -> bool:
+        """True when the margin stop-out closed the account (no trading after it)."""
+        return self.stopout_bar >= 0
 
     @property
     def drawdown(self) -> pd.Series:
@@ -112,6 +118,9 @@ def kernel_params(spec: InstrumentSpec, risk: RiskSettings, settings: EngineSett
     p[core.P_FIXED_LOTS] = settings.fixed_lots
     p[core.P_ATTACH_STOPS] = settings.attach_stops
     p[core.P_DIGITS] = spec.digits
+    p[core.P_EXPOSURE_SHRINK] = risk.exposure_policy == "shrink"
+    p[core.P_LEVERAGE] = settings.leverage
+    p[core.P_STOP_OUT_PCT] = settings.stop_out_level_pct
     return p
 
 
@@ -155,7 +164,7 @@ def run_backtest(
         raise ValueError("signal must contain only -1, 0, +1")
     slip = slippage_points(settings.slippage, n) * spec.point
     seconds = _unix_seconds(time)
-    equity, balance, exposure, entry_code, tf, ti, _ = core.run_kernel(
+    equity, balance, exposure, entry_code, tf, ti, _, stopout_bar = core.run_kernel(
         candles["open"].to_numpy(dtype=np.float64),
         candles["high"].to_numpy(dtype=np.float64),
         candles["low"].to_numpy(dtype=np.float64),
@@ -178,6 +187,7 @@ def run_backtest(
         entry_code=entry_code,
         trades=trade_table(tf, ti, time),
         initial_equity=settings.initial_equity,
+        stopout_bar=int(stopout_bar),
     )
 
 

@@ -102,9 +102,13 @@ def markdown_report(
     entry_outcomes: Mapping[str, int],
     gate: Mapping[str, Any] | None,
     notes: Sequence[str] = (),
+    edge: str | None = None,
 ) -> str:
     """The human-readable report: verdicts first, then the numbers behind them."""
     lines = [f"# {title}", "", f"Out-of-sample window: {window}", "", "## Verdict", ""]
+    if edge is not None:
+        plain = "**No edge.**" if "no edge" in edge else "**Edge.**"
+        lines += [f"{plain} {edge[0].upper()}{edge[1:]}", ""]
     for v in verdicts:
         extra = ""
         if "share_of_random_runs_beaten" in v:
@@ -125,7 +129,15 @@ def markdown_report(
     if folds:
         keys = [
             k
-            for k in ("fold", "test_bars", "signals", "log_loss", "balanced_accuracy", "accuracy")
+            for k in (
+                "fold",
+                "test_bars",
+                "signals",
+                "ev_margin",
+                "log_loss",
+                "balanced_accuracy",
+                "accuracy",
+            )
             if k in folds[0]
         ]
         lines += [

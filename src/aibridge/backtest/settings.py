@@ -47,6 +47,13 @@ class EngineSettings(BaseModel):
         default=None, gt=0, description="constant conversion rate for crosses without a series"
     )
     slippage: SlippageSettings = SlippageSettings()
+    leverage: float = Field(default=100.0, gt=0, description="account leverage (margin)")
+    stop_out_level_pct: float = Field(
+        default=50.0,
+        ge=0,
+        description="margin stop-out: equity <= this % of used margin closes everything and "
+        "ends trading (the account is ruined)",
+    )
 
 
 class WalkForwardSettings(BaseModel):
@@ -73,6 +80,11 @@ class GateSettings(BaseModel):
     min_improvement: float = Field(default=0.0, ge=0, description="challenger > champion + this")
     max_drawdown_pct: float = Field(default=20.0, gt=0, description="challenger's bound")
     min_trades: int = Field(default=30, ge=0)
+    floor: bool = Field(
+        default=True,
+        description="absolute floor: positive net expectancy with CI low > 0, or DSR >= min_dsr",
+    )
+    min_dsr: float = Field(default=0.95, ge=0, le=1, description="Deflated Sharpe Ratio bound")
 
 
 class BaselineSettings(BaseModel):
@@ -81,6 +93,21 @@ class BaselineSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     random_runs: int = Field(default=20, ge=1)
+    seed: int = 0
+    buy_and_hold_leverage: float = Field(
+        default=1.0,
+        gt=0,
+        description="buy-and-hold notional as a multiple of the initial equity (1 = unlevered)",
+    )
+
+
+class BootstrapSettings(BaseModel):
+    """Bootstrap confidence intervals of Sharpe and expectancy (seeded, reproducible)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    samples: int = Field(default=2000, ge=0, description="0 disables the intervals")
+    confidence: float = Field(default=0.95, gt=0, lt=1)
     seed: int = 0
 
 
@@ -92,6 +119,7 @@ class BacktestSettings(BaseModel):
     engine: EngineSettings = EngineSettings()
     walk_forward: WalkForwardSettings = WalkForwardSettings()
     baselines: BaselineSettings = BaselineSettings()
+    bootstrap: BootstrapSettings = BootstrapSettings()
     gate: GateSettings = GateSettings()
     output_dir: str = "reports/backtest"
 

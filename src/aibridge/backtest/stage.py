@@ -74,7 +74,41 @@ def window_metrics(
     sig, sl, tp = signals_from_decisions(decisions, spec.point)
     window = candles.loc[mask].reset_index(drop=True)
     res = run_backtest(window, sig[mask], sl[mask], tp[mask], spec, risk, settings.engine)
-    return compute_metrics(res)
+    return compute_metrics(res, settings.bootstrap)
+
+
+def mlflow_trials(cfg: DictConfig, paths: StagePaths) -> gate_rule.Trials | None:
+    """Variants tried so far: the runs of the train run's MLflow experiment (every ``dvc
+    repro``, ``dvc exp run`` and sweep trial logs one), and the variance of the Sharpe ratios
+    the backtest recorded on them (``bt_gate_sharpe``, else ``bt_sharpe``). None when the
+    store cannot be read (the DSR then assumes one variant)."""
+    if not paths.train_run.is_file():
+        return None
+    try:
+        from mlflow import MlflowClient
+
+        from aibridge.tracking import configure_mlflow
+
+        configure_mlflow(to_container(cfg.tracking))
+        client = MlflowClient()
+        run_id = read_json(paths.train_run)["run_id"]
+        experiment = client.get_run(run_id).info.experiment_id
+        runs = client.search_runs([experiment], max_results=5000)
+    except Exception as exc:
+        console.print(f"backtest gate: cannot count MLflow variants ({exc}); assuming 1")
+        return None
+    sharpes = []
+    for run in runs:
+        m = run.data.metrics
+        value = m.get("bt_gate_sharpe", m.get("bt_sharpe"))
+        if value is not None and math.isfinite(value):
+            sharpes.append(float(value))
+    var = float(np.var(sharpes, ddof=1)) if len(sharpes) >= 2 else None
+    return gate_rule.Trials(
+        count=max(len(runs), 1),
+        sharpe_variance=var,
+        source=f"MLflow experiment {experiment}: {len(runs)} runs, {len(sharpes)} with a Sharpe",
+    )
 
 
 def champion_decisions(cfg: DictConfig, candles: pd.DataFrame) -> tuple[pd.DataFrame, str] | None:
@@ -122,7 +156,8 @@ def evaluate_gate(
         champion = window_metrics(champ[0], candles, mask, spec, risk, settings) | {
             "version": float(champ[1])
         }
-    decision = gate_rule.decide(challenger, champion, settings.gate)
+    trials = mlflow_trials(cfg, paths)
+    decision = gate_rule.decide(challenger, champion, settings.gate, trials)
     console.print(
         f"backtest gate ({t0} → {t1}): {'PROMOTE' if decision.promote else 'KEEP'} — "
         f"{decision.reason}"
@@ -143,6 +178,9 @@ def _log_mlflow(
     configure_mlflow(to_container(cfg.tracking))
     with mlflow.start_run(run_id=read_json(paths.train_run)["run_id"]):
         mlflow.log_metrics({f"bt_{k}": v for k, v in summary["model"].items() if math.isfinite(v)})
+        gate_sharpe = summary.get("gate_challenger_sharpe")
+        if gate_sharpe is not None and math.isfinite(gate_sharpe):
+            mlflow.log_metric("bt_gate_sharpe", gate_sharpe)
         for f in files:
             mlflow.log_artifact(str(f), artifact_path="backtest")
 
@@ -159,10 +197,31 @@ def backtest(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
     window = candles.iloc[a:b].reset_index(drop=True)
     sig, sl, tp = wf.signal[a:b], wf.sl_dist[a:b], wf.tp_dist[a:b]
     result = run_backtest(window, sig, sl, tp, spec, risk, settings.engine)
-    metrics = compute_metrics(result)
-    base = run_baselines(window, sig, sl, tp, spec, risk, settings.engine, settings.baselines)
+    metrics = compute_metrics(result, settings.bootstrap)
+    base = run_baselines(
+        window,
+        sig,
+        sl,
+        tp,
+        spec,
+        risk,
+        settings.engine,
+        settings.baselines,
+        bootstrap=settings.bootstrap,
+    )
     rows = verdicts(metrics, base)
     decision = evaluate_gate(cfg, paths, candles, spec, risk, settings)
+    trials = gate_rule.Trials(
+        count=int(decision.challenger.get("trials", 1.0)), sharpe_variance=None
+    )
+    wf_metrics = gate_rule.with_dsr(metrics, trials)
+    _, edge = gate_rule.floor_check(wf_metrics, settings.gate)
+    folds_trading = sum(1 for f in wf.fold_metrics if f.get("signals", 0.0) > 0)
+    metrics = metrics | {
+        "dsr": wf_metrics["dsr"],
+        "folds_trading_pct": 100.0 * folds_trading / max(len(wf.folds), 1),
+        "random_runs_beaten_pct": 100.0 * float(rows[-1]["share_of_random_runs_beaten"]),
+    }
     wfs = settings.walk_forward
     span = f"{window['time'].iloc[0]} → {window['time'].iloc[-1]} ({len(window)} bars)"
     summary = {
@@ -176,6 +235,13 @@ def backtest(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
         "verdicts": rows,
         "entry_outcomes": result.entry_outcomes(),
         "folds": len(wf.folds),
+        "edge": edge,
+        "gate": {
+            "promote": decision.promote,
+            "reason": decision.reason,
+            "challenger_dsr": decision.challenger.get("dsr"),
+            "trials": decision.challenger.get("trials"),
+        },
     }
     report = markdown_report(
         f"Walk-forward backtest: {spec.symbol} {cfg.timeframe}",
@@ -190,6 +256,7 @@ def backtest(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
         wf.fold_metrics,
         result.entry_outcomes(),
         {"promote": decision.promote, "reason": decision.reason},
+        edge=f"walk-forward {edge}",
         notes=[
             f"{len(wf.folds)} {wfs.mode} folds: train {wfs.train_bars} bars, test "
             f"{wfs.test_bars} bars, embargo >= label horizon, retrained each fold.",
@@ -197,11 +264,17 @@ def backtest(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
             "bar's open; stop first when SL and TP share a bar.",
             f"Random baseline: {settings.baselines.random_runs} seeded runs with the model's "
             "signal count.",
+            f"Buy-and-hold: a notional of {settings.baselines.buy_and_hold_leverage:g}x the "
+            "initial equity, no stop.",
+            f"Confidence intervals: {settings.bootstrap.samples} bootstrap resamples "
+            f"(seed {settings.bootstrap.seed}); DSR counts the MLflow runs of the experiment as "
+            "variants tried.",
         ],
     )
     out = paths.root / settings.output_dir
     files = write_outputs(out, result, base.buy_and_hold_result, summary, wf.fold_metrics, report)
     decision.write(out / GATE_JSON)
+    summary["gate_challenger_sharpe"] = float(decision.challenger.get("sharpe", math.nan))
     _log_mlflow(cfg, paths, summary, [*files.values(), out / GATE_JSON])
     console.print(
         f"backtest: {int(metrics['trade_count'])} trades, net {metrics['net_profit']:.2f}, "

@@ -3,8 +3,11 @@
 Why: a single train/test split shows one market regime; walking forward shows how the *recipe*
 (features + labels + LightGBM settings) does when it is refit as time passes, the way it would
 be used live. Each fold trains through :func:`aibridge.training.fit_booster` (the very function
-the ``train`` stage uses) and decides through :func:`aibridge.decision.decide`; the test
-windows are contiguous, so their signals concatenate into one out-of-sample equity curve.
+the ``train`` stage uses), calibrates and chooses the EV margin on its own validation rows
+through :func:`aibridge.training.fit_decision` (as the ``train`` stage does, never on the
+test window) and decides through :func:`aibridge.decision.decide_rows`, with the labels of the
+``labels`` stage (entry at the next open, spread, stop first). The test windows are
+contiguous, so their signals concatenate into one out-of-sample equity curve.
 
 Leakage guard: a label at bar ``t`` looks ``horizon`` bars ahead, so ``embargo >= horizon``
 bars are left unused between the training rows and the validation rows, and between the
@@ -13,6 +16,7 @@ validation rows and the test window.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +27,7 @@ from rich.progress import Progress
 
 from aibridge import decision, features, labels, training
 from aibridge.backtest.settings import WalkForwardSettings
+from aibridge.instruments import spec_from_mapping
 
 
 @dataclass(frozen=True)
@@ -158,20 +163,35 @@ def walk_forward(
     frame = features.compute_features(candles, fparams)
     names = list(frame.columns)
     X = np.ascontiguousarray(frame.to_numpy(dtype=np.float64))
-    y = labels.triple_barrier_labels(
+    spec = spec_from_mapping(inst)
+    close = candles["close"].to_numpy(dtype=np.float64)
+    if "spread" in candles.columns:
+        spread = candles["spread"].to_numpy(dtype=np.float64)
+        spread = np.where(np.isfinite(spread), spread, float(spec.default_spread_points))
+    else:
+        spread = np.full(len(candles), float(spec.default_spread_points))
+    out = labels.barrier_outcomes(
+        candles["open"].to_numpy(),
         candles["high"].to_numpy(),
         candles["low"].to_numpy(),
-        candles["close"].to_numpy(),
+        close,
         atr,
         float(lab["tp_atr_mult"]),
         float(lab["sl_atr_mult"]),
         horizon,
+        point=float(inst["point"]),
+        digits=int(inst["digits"]),
+        spread_points=spread,
     )
+    y = out.label
+    model_cfg = dict(cfg["model"])
+    dparams = dict(model_cfg.get("decision") or {})
+    dparams["calibration_min_bin"] = int(model_cfg.get("calibration_min_bin", 50))
+    calibration_method = str(model_cfg.get("calibration", "sigmoid"))
     complete = np.isfinite(X).all(axis=1)
     first_usable = int(np.argmax(complete)) if complete.any() else len(X)
     folds = make_folds(len(candles), first_usable, settings, embargo)
     signal = np.zeros(len(candles), dtype=np.int64)
-    min_conf = float(cfg["risk"]["min_confidence"])
     fold_metrics: list[dict[str, float]] = []
     with Progress(disable=not progress) as bar:
         task = bar.add_task("walk-forward folds", total=len(folds))
@@ -188,11 +208,38 @@ def walk_forward(
                 int(cfg["seed"]),
                 feature_names=names,
             )
+            # the EV rule's settings from the training rows (as the train stage), then the
+            # calibration and the margin from the validation rows only
+            dsettings = training.make_decision_settings(
+                spec,
+                float(lab["tp_atr_mult"]),
+                float(lab["sl_atr_mult"]),
+                dparams,
+                float(np.median(spread[tr])) if len(tr) else 0.0,
+                float(close[tr[-1]]) if len(tr) else float(close[0]),
+            )
+            fitted = training.fit_decision(
+                booster.predict(X[va]),
+                y[va],
+                out.r_long[va],
+                out.r_short[va],
+                close[va],
+                atr[va],
+                spread[va],
+                dsettings,
+                calibration_method,
+                dparams,
+            )
+            dsettings = dataclasses.replace(dsettings, ev_margin=fitted.ev_margin)
             proba = np.full((len(te), 3), np.nan)
             ready = complete[te]
             if ready.any():
                 proba[ready] = booster.predict(X[te][ready])
-            action, _, _ = decision.decide(proba, min_conf)
+            rows = decision.decide_rows(
+                proba, close[te], atr[te], spread[te], dsettings, fitted.calibration
+            )
+            action = rows["action"]
+            proba = rows["proba"]
             signal[te] = decision.DIRECTION[action]
             scored = te[(y[te] != labels.NO_LABEL) & ready]
             metrics: dict[str, float] = {"fold": float(fold.number), "test_bars": float(len(te))}
@@ -201,6 +248,9 @@ def walk_forward(
                     y[scored], proba[np.searchsorted(te, scored)]
                 )
             metrics["signals"] = float(np.count_nonzero(signal[te]))
+            metrics["ev_margin"] = (
+                float("nan") if fitted.ev_margin is None else float(fitted.ev_margin)
+            )
             fold_metrics.append(metrics)
             bar.advance(task)
     return WalkForwardResult(signal, sl_dist, tp_dist, folds, fold_metrics)
