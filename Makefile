@@ -10,7 +10,7 @@ export OMP_WAIT_POLICY := PASSIVE
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := true
 
-.PHONY: setup setup-dev data repro demo test ea-parity lint bench ui clean clean-registry
+.PHONY: setup setup-dev data repro demo test ea-parity lint bench ui exp-show plots clean clean-registry
 
 # Stamp files: reinstall only when the dependency pins change. `.installed` = the runtime
 # (what `make demo` needs); `.installed-dev` = plus the test stack (the `[dev]` extra), which
@@ -71,6 +71,27 @@ bench: setup-dev
 
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --port 5000
+
+# `dvc exp show` narrowed to what fits a terminal: the experiment, two LightGBM parameters and the
+# walk-forward's Sharpe and trade count (metrics of reports/backtest/metrics.json). EXP_KEEP=regex.
+EXP_KEEP ?= Experiment|model\.(num_leaves|learning_rate|sharpe|trade_count)$$
+exp-show: setup
+	dvc exp show --drop '.*' --keep '$(EXP_KEEP)'
+
+# `dvc plots show` with Vega from .vega/ instead of a CDN, so the page renders offline. The three
+# files are fetched once (the only download); copy them into .vega/ by hand on an offline box.
+VEGA_LIBS := vega@5.20.2 vega-lite@5.2.0 vega-embed@6.18.2
+plots: setup
+	@mkdir -p .vega
+	@for lib in $(VEGA_LIBS); do f=".vega/$${lib%@*}.js"; [ -s "$$f" ] && continue; \
+		echo "fetching $$lib into $$f (once)"; \
+		curl -fsSL -o "$$f" "https://cdn.jsdelivr.net/npm/$$lib" || { rm -f "$$f"; \
+		echo "could not download $$lib: put it in $$f (https://cdn.jsdelivr.net/npm/$$lib)"; exit 1; }; done
+	@printf '%s\n' '<!DOCTYPE html>' '<html><head><meta charset="utf-8"><title>aibridge plots</title>' \
+		'<script src="../.vega/vega.js"></script>' '<script src="../.vega/vega-lite.js"></script>' \
+		'<script src="../.vega/vega-embed.js"></script>' '</head><body>' '{plot_divs}' '</body></html>' \
+		> .vega/offline.html
+	dvc plots show --html-template .vega/offline.html
 
 # Pipeline outputs only; `dvc repro` rebuilds them. The MLflow store (runs, registered versions,
 # the champion alias) is kept: `make clean-registry` removes it, after asking.
