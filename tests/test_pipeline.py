@@ -27,7 +27,8 @@ def test_mlflow_run_has_params_metrics_plots_and_model(trained_model_store: Trai
     client = mlflow_client(trained_model_store.tracking_uri)
     version = client.get_model_version_by_alias(trained_model_store.model_name, "champion")
     run_ = client.get_run(version.run_id)
-    assert run_.data.params["model.num_leaves"] == "31"
+    conf = yaml.safe_load((trained_model_store.root / "conf/model/lightgbm.yaml").read_text())
+    assert run_.data.params["model.num_leaves"] == str(conf["num_leaves"])
     assert run_.data.params["labels.horizon"] == "24"
     for key in (
         "validation_log_loss",
@@ -87,7 +88,10 @@ def test_noop_repro_is_up_to_date(mutable_project: Path) -> None:
 
 def test_editing_conf_retrains_only_affected_stages(mutable_project: Path) -> None:
     conf = mutable_project / "conf" / "model" / "lightgbm.yaml"
-    conf.write_text(conf.read_text().replace("num_leaves: 31", "num_leaves: 15"))
+    text = conf.read_text()
+    leaves = yaml.safe_load(text)["num_leaves"]
+    assert f"num_leaves: {leaves}" in text
+    conf.write_text(text.replace(f"num_leaves: {leaves}", f"num_leaves: {leaves + 8}"))
     out = run([str(BIN / "dvc"), "repro"], mutable_project).stdout
     assert "Running stage 'params'" in out
     assert "Stage 'features' didn't change, skipping" in out

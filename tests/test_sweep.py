@@ -7,12 +7,21 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from rich.console import Console
 
 from aibridge.sweep import SweepError, run_sweep
-from tests.conftest import mlflow_client
+from tests.conftest import REPO, mlflow_client
 
-GRID = ["sweep.space.num_leaves=[15,31]", "sweep.space.learning_rate=[0.05,0.1]"]
+# The pipeline's own model settings are one grid point (the reproduction test needs it).
+MODEL_CONF = yaml.safe_load((REPO / "conf" / "model" / "lightgbm.yaml").read_text())
+LEAVES = int(MODEL_CONF["num_leaves"])
+RATE = float(MODEL_CONF["learning_rate"])
+OTHER_LEAVES = 31 if LEAVES != 31 else 15
+GRID = [
+    f"sweep.space.num_leaves=[{min(LEAVES, OTHER_LEAVES)},{max(LEAVES, OTHER_LEAVES)}]",
+    f"sweep.space.learning_rate=[{RATE},{0.1 if RATE != 0.1 else 0.05}]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +96,9 @@ def test_best_trial_and_next_step(swept) -> None:
 def test_trials_train_exactly_like_the_pipeline(swept, trained_model_store) -> None:
     """The grid point equal to the pipeline's config reproduces its validation log loss."""
     result, *_ = swept
-    same = next(t for t in result.trials if t.params == {"num_leaves": 31, "learning_rate": 0.05})
+    same = next(
+        t for t in result.trials if t.params == {"num_leaves": LEAVES, "learning_rate": RATE}
+    )
     train_metrics = json.loads(
         (trained_model_store.root / "reports" / "train_metrics.json").read_text()
     )
