@@ -180,3 +180,12 @@ def test_reference_stored_in_the_model_wins(tmp_path: Path) -> None:
     model = FeatureModel(info, settings={"drift_reference": reference_from_matrix(x, names)})
     ref = load_reference(model, tmp_path / "absent.parquet", 10)
     assert ref.source == "aibridge-EURUSD-H1 v5 bundle" and ref.features == names
+
+
+def test_stored_reference_must_match_the_feature_code() -> None:
+    info = ModelInfo("aibridge-EURUSD-H1", "6", "champion", "run6", "", "", "EURUSD", "H1")
+    names = features.feature_names(PARAMS)
+    ref = reference_from_matrix(np.zeros((10, len(names))), names[::-1])
+    model = FeatureModel(info, settings={"drift_reference": ref})
+    with pytest.raises(LookupError, match="other features than its code"):
+        load_reference(model, None, 10)

@@ -83,7 +83,11 @@ def test_lock_refuses_a_second_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_retrain_end_to_end(tmp_path: Path) -> None:
+def test_retrain_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The project's own store: an MLflow URI another test left in the environment would win
+    # (as MLFLOW_TRACKING_URI rightly does in production).
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     root = make_project_copy(tmp_path / "project")
     inbox, textfiles = tmp_path / "inbox", tmp_path / "textfile"
     lines = sample_data_path().read_text().splitlines(keepends=True)

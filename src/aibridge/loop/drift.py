@@ -133,11 +133,14 @@ def load_reference(model: Any, reference_features: Path | None, bins: int) -> Re
     settings = getattr(model, "settings", None) or {}
     info = getattr(model, "info", None)
     label = f"{info.name} v{info.version}" if info else "model"
-    stored = settings.get(REFERENCE_KEY)
-    if stored:
-        return Reference.from_dict(stored, f"{label} bundle")
     if not hasattr(model, "features") or not hasattr(model, "feature_params"):
         raise LookupError(f"{label} exposes no feature code")
+    stored = settings.get(REFERENCE_KEY)
+    if stored:
+        ref = Reference.from_dict(stored, f"{label} bundle")
+        if ref.features != _feature_names(model):
+            raise LookupError(f"{label}: its {REFERENCE_KEY} lists other features than its code")
+        return ref
     if reference_features is None:
         raise LookupError(
             f"{label} stores no {REFERENCE_KEY} and serve.drift.reference_features is not set"

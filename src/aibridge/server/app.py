@@ -227,11 +227,11 @@ class SignalServer:
         else:
             err = ProtocolError(ErrorCode.SCHEMA, f"expected exactly 1 body frame, got {len(body)}")
             reply = orjson.dumps(_error_dict(err))
+        self.served += 1  # before the send: a client that has its reply sees the count
         try:
             self.sock.send_multipart([*envelope, reply], zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # peer gone or its queue full: nothing else to do
             log.warning("reply not delivered", extra={"error": str(exc)})
-        self.served += 1
 
     def close(self) -> None:
         """Stop polling, close the socket (with linger), flush the journal."""
