@@ -76,24 +76,10 @@ def test_readme_first_run_block_is_parsed() -> None:
 
 @pytest.mark.slow
 def test_readme_first_run_from_a_fresh_clone(tmp_path: Path) -> None:
-    venv = REPO / ".venv"
-    if not (venv / ".installed").is_file():
-        pytest.skip("no installed venv in this checkout (run `make setup` first)")
-    clone = tmp_path / "aibridge"
-    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-    (clone / ".venv").symlink_to(venv)
+    clone, env = fresh_clone(tmp_path)
     # A clone's files are newer than the venv's stamp; date the pins back so make reuses it.
     for name in ("pyproject.toml", "constraints.txt"):
         os.utime(clone / name, (946684800, 946684800))
-    env = {
-        "HOME": os.environ.get("HOME", str(tmp_path)),
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "COLUMNS": str(WIDTH),
-        "TERM": "dumb",
-        "PYTHONPATH": str(clone / "src"),
-        "OMP_WAIT_POLICY": "PASSIVE",
-    }
     if shutil.which("make", path=env["PATH"]) is None:
         pytest.skip("make is not installed")
     uptodate = subprocess.run(["make", "-q", "setup"], cwd=clone, env=env)
@@ -147,3 +133,95 @@ def test_readme_first_run_from_a_fresh_clone(tmp_path: Path) -> None:
     if res.returncode != 0 and "--journal" in suggested.group(1):
         pytest.xfail(f"make demo suggests `{suggested.group(1)}`; the option is --path")
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def fresh_clone(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A clone of this repository on the installed venv, and a minimal shell environment."""
+    venv = REPO / ".venv"
+    if not (venv / ".installed").is_file():
+        pytest.skip("no installed venv in this checkout (run `make setup` first)")
+    clone = tmp_path / "aibridge"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    (clone / ".venv").symlink_to(venv)
+    env = {
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "COLUMNS": str(WIDTH),
+        "TERM": "dumb",
+        "PYTHONPATH": str(clone / "src"),
+        "OMP_WAIT_POLICY": "PASSIVE",
+    }
+    return clone, env
+
+
+@pytest.mark.slow
+def test_quickstart_is_make_demo_without_make(tmp_path: Path) -> None:
+    """`aibridge quickstart` (the Windows path) from a fresh clone, with no venv on PATH."""
+    clone, env = fresh_clone(tmp_path)
+    res = subprocess.run(
+        [str(clone / ".venv" / "bin" / "aibridge"), "quickstart", "--no-serve"], cwd=clone,
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-4000:]
+    assert "==> [1/3] data" in out and "wrote" in out
+    assert "register: aibridge-EURUSD-H1 v1" in out
+    assert "aibridge pipeline" in out  # the summary table
+    assert (clone / "mlflow.db").is_file()
+
+
+def test_venv_python_puts_its_bin_first_on_path() -> None:
+    """`.venv/bin/dvc repro` unactivated: the stages' `python` must be the venv's."""
+    import sysconfig
+
+    from aibridge.paths import VENV_PATH_HOOK
+
+    python = REPO / ".venv" / "bin" / "python"
+    hook = Path(sysconfig.get_paths()["purelib"]) / VENV_PATH_HOOK
+    if not python.is_file() or not hook.is_file():
+        pytest.skip("the venv's PATH hook is not installed (`make setup` installs it)")
+    res = subprocess.run(
+        [str(python), "-c", "import subprocess; subprocess.run('python -c \"import sys; "
+         "print(sys.prefix)\"', shell=True)"],
+        env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert res.stdout.strip() == str(REPO / ".venv"), res.stdout + res.stderr
+
+
+def make_clean_dir(tmp_path: Path) -> Path:
+    shutil.copy2(REPO / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "mlflow.db").write_text("store")
+    (tmp_path / "mlartifacts").mkdir()
+    (tmp_path / "artifacts" / "model").mkdir(parents=True)
+    (tmp_path / "reports" / "plots").mkdir(parents=True)
+    (tmp_path / "reports" / "promotions.jsonl").write_text("{}\n")
+    return tmp_path
+
+
+def test_make_clean_keeps_the_registry(tmp_path: Path) -> None:
+    root = make_clean_dir(tmp_path)
+    res = subprocess.run(["make", "clean"], cwd=root, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert not (root / "artifacts").exists() and not (root / "reports" / "plots").exists()
+    assert (root / "mlflow.db").is_file() and (root / "mlartifacts").is_dir()
+    assert "kept the MLflow store" in res.stdout
+
+
+def test_make_clean_registry_says_what_and_asks(tmp_path: Path) -> None:
+    root = make_clean_dir(tmp_path)
+    res = subprocess.run(
+        ["make", "clean-registry"], cwd=root, capture_output=True, text=True,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert res.returncode != 0
+    assert f"{root}/mlflow.db" in res.stdout and f"{root}/mlartifacts" in res.stdout
+    assert "make clean-registry CONFIRM=1" in res.stdout
+    assert (root / "mlflow.db").is_file()  # nothing deleted without the confirmation
+    res = subprocess.run(
+        ["make", "clean-registry", "CONFIRM=1"], cwd=root, capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert not (root / "mlflow.db").exists() and not (root / "mlartifacts").exists()
+    assert not (root / "reports" / "promotions.jsonl").exists()
