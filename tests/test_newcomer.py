@@ -225,3 +225,75 @@ def test_make_clean_registry_says_what_and_asks(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     assert not (root / "mlflow.db").exists() and not (root / "mlartifacts").exists()
     assert not (root / "reports" / "promotions.jsonl").exists()
+
+
+def stamp_dir(tmp_path: Path) -> Path:
+    for name in ("Makefile", "pyproject.toml", "constraints.txt"):
+        shutil.copy2(REPO / name, tmp_path / name)
+        os.utime(tmp_path / name, (946684800, 946684800))
+    return tmp_path
+
+
+def dry_run(root: Path, target: str) -> str:
+    res = subprocess.run(
+        ["make", "-n", target, "VENV=fakevenv"], cwd=root, capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_make_demo_installs_runtime_only_and_test_adds_the_dev_extra(tmp_path: Path) -> None:
+    root = stamp_dir(tmp_path)
+    fresh = dry_run(root, "setup")  # what `make demo` installs on a fresh machine
+    assert "pip install -c constraints.txt -e .\n" in fresh
+    assert "[dev]" not in fresh and " -q " not in fresh  # pip shows its progress
+    assert "==> [1/3]" in fresh and "==> [3/3]" in fresh
+    fresh_test = dry_run(root, "setup-dev")  # `make test` on a fresh machine: both
+    assert "-e .\n" in fresh_test and '-e ".[dev]"' in fresh_test
+    # Demo first, then test: only the [dev] extra is added.
+    (root / "fakevenv").mkdir()
+    (root / "fakevenv" / ".installed").touch()
+    after_demo = dry_run(root, "setup-dev")
+    assert '-e ".[dev]"' in after_demo and "-e .\n" not in after_demo
+    assert "-m venv" not in after_demo
+
+
+def test_cli_outside_the_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import aibridge.paths
+    from aibridge.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AIBRIDGE_HOME", raising=False)
+    res = CliRunner().invoke(app, ["params", "show"], env={"COLUMNS": "200"})
+    # Installed editable from this checkout: it is used, and the CLI says so.
+    assert res.exit_code == 0, res.output
+    assert f"is not an aibridge project; using {REPO}" in res.output
+    monkeypatch.delenv("AIBRIDGE_HOME", raising=False)  # the callback exported it
+    monkeypatch.setattr(aibridge.paths, "checkout_root", lambda: None)
+    res = CliRunner().invoke(app, ["version"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "not an aibridge project" not in res.output
+    res = CliRunner().invoke(app, ["params", "show"], env={"COLUMNS": "200"})
+    assert "set AIBRIDGE_HOME=/path/to/aibridge" in res.output
+    res = CliRunner().invoke(
+        app, ["params", "show"], env={"COLUMNS": "200", "AIBRIDGE_HOME": str(tmp_path)}
+    )
+    assert res.exit_code == 2
+    assert f"AIBRIDGE_HOME={tmp_path} is not an aibridge project" in res.output
+
+
+def test_telemetry_is_off_in_the_projects_config() -> None:
+    code = (
+        "import aibridge, os; from mlflow.telemetry.utils import is_telemetry_disabled; "
+        "print(os.environ['MLFLOW_DISABLE_TELEMETRY'], is_telemetry_disabled())"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}
+    res = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "python"), "-c", code], env=env, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert res.stdout.split() == ["true", "True"], res.stdout + res.stderr
+    assert "analytics = false" in (REPO / ".dvc" / "config").read_text()
+    ignored = (REPO / ".gitignore").read_text().splitlines()
+    assert "/dvc_plots/" in ignored and "/reports/promotions.jsonl" in ignored
