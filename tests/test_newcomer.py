@@ -124,7 +124,9 @@ def test_readme_first_run_from_a_fresh_clone(tmp_path: Path) -> None:
     assert "no overrides" in reset or "dropped" in reset
 
     # The journal command make demo suggests must work as printed.
-    suggested = re.search(r"`(aibridge journal tail[^`]*)`", demo.replace("\n", " "))
+    suggested = re.search(
+        r"`(?:\.venv/bin/)?(aibridge journal tail[^`]*)`", demo.replace("\n", " ")
+    )
     assert suggested, demo[-2000:]
     res = subprocess.run(
         ["bash", "-c", ".venv/bin/" + suggested.group(1)], cwd=clone, env=env,
