@@ -51,6 +51,7 @@ repro: data
 demo: repro
 	aibridge summary
 	aibridge demo-serve
+	@echo "next (README, First run): .venv/bin/aibridge doctor | .venv/bin/dvc repro | make ui | .venv/bin/aibridge serve"
 
 test: setup-dev
 	$(BIN)/python -m pytest -q
