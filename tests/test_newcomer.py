@@ -281,8 +281,12 @@ def test_cli_outside_the_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     res = CliRunner().invoke(
         app, ["params", "show"], env={"COLUMNS": "200", "AIBRIDGE_HOME": str(tmp_path)}
     )
-    assert res.exit_code == 2
-    assert f"AIBRIDGE_HOME={tmp_path} is not an aibridge project" in res.output
+    assert f"AIBRIDGE_HOME={tmp_path} has no conf/ and AIBRIDGE_CONF_DIR is not set" in res.output
+    # A service's setup: state in AIBRIDGE_HOME, conf/ from AIBRIDGE_CONF_DIR: no complaint.
+    env = {"COLUMNS": "200", "AIBRIDGE_HOME": str(tmp_path)}
+    env["AIBRIDGE_CONF_DIR"] = str(REPO / "conf")
+    res = CliRunner().invoke(app, ["params", "show"], env=env)
+    assert "aibridge:" not in res.output
 
 
 def test_telemetry_is_off_in_the_projects_config() -> None:

@@ -38,13 +38,19 @@ def _find_project(ctx: typer.Context) -> None:
     """Say where the project is when the current directory is not one."""
     if ctx.invoked_subcommand in _NO_PROJECT_NEEDED:
         return
+    from aibridge.paths import conf_dir
+
     root, how = locate_project()
-    if how == "AIBRIDGE_HOME" and root is not None and not is_project(root):
-        err_console.print(
-            f"[red]aibridge:[/] AIBRIDGE_HOME={root} is not an aibridge project (no dvc.yaml "
-            "and conf/ there); point it at the directory you cloned"
-        )
-        raise typer.Exit(2)
+    if how == "AIBRIDGE_HOME":
+        # Services point AIBRIDGE_HOME at a state directory and AIBRIDGE_CONF_DIR at conf/.
+        if not conf_dir().is_dir():
+            err_console.print(
+                f"[yellow]aibridge:[/] no configuration: AIBRIDGE_HOME={root} has no conf/ and "
+                "AIBRIDGE_CONF_DIR is not set; point AIBRIDGE_HOME at the cloned project, or "
+                "AIBRIDGE_CONF_DIR at its conf/",
+                soft_wrap=True,
+            )
+        return
     if how == "checkout" and root is not None:
         # Installed editable from a checkout and run elsewhere: use that checkout.
         os.environ["AIBRIDGE_HOME"] = str(root)
