@@ -142,8 +142,8 @@ def test_alerts_use_real_metric_names(tmp_path: Path) -> None:
         assert not unknown, f"{rule['alert']}: {sorted(unknown)} not exported by the server"
 
 
-def test_dashboard_uses_real_metric_names() -> None:
-    known = exported_series() | PROMETHEUS_SERIES
+def test_dashboard_uses_real_metric_names(tmp_path: Path) -> None:
+    known = exported_series() | PROMETHEUS_SERIES | textfile_series(tmp_path)
     exprs = dashboard_exprs()
     assert len(exprs) >= 10
     used: set[str] = set()

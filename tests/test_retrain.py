@@ -107,20 +107,24 @@ def test_retrain_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert (root / "data" / "EURUSD60.csv").read_text() == "".join(lines)
     assert not textfiles.exists() and not (root / "reports" / "retrain.jsonl").exists()
 
-    # the real run: copy, dvc add, dvc repro, gate (first version: champion), git commit
+    # the real run: copy, dvc add, dvc repro, the gate decides, git commit
     t0 = time.time()
     res = retrain(root, inbox, textfile_dir=textfiles)
-    assert res.status == "promoted", res.line()
-    assert res.version == "1" and res.model_name == "aibridge-EURUSD-H1"
+    reg = json.loads((root / "reports" / "registration.json").read_text())
+    won = reg["gate"]["promote"] or "champion" in reg["aliases"]
+    assert res.status == ("promoted" if won else "not_promoted"), res.line()
+    assert res.version == "1" == str(reg["version"]) and res.model_name == "aibridge-EURUSD-H1"
+    assert res.gate_reason == reg["gate"]["reason"]
     assert (root / "data" / "EURUSD60.csv").read_text() == "".join(lines[:-300])
     assert (root / "data.dvc").read_text() != before_md5 and res.data_md5 in (
         root / "data.dvc"
     ).read_text()
-    log = subprocess.run(["git", "log", "-1", "--format=%s"], cwd=root, capture_output=True,
-                         text=True).stdout  # fmt: skip
-    assert log.startswith(f"retrain: data {res.data_md5}, aibridge-EURUSD-H1 v1 (promoted")
+    log = subprocess.run(
+        ["git", "log", "-1", "--format=%s"], cwd=root, capture_output=True, text=True
+    ).stdout
+    assert log.startswith(f"retrain: data {res.data_md5}, aibridge-EURUSD-H1 v1 ({res.status}")
     m = metrics(textfiles / PROM_NAME)
-    assert m["aibridge_retrain_last_status[promoted]"] == 1.0
+    assert m[f"aibridge_retrain_last_status[{res.status}]"] == 1.0
     assert m["aibridge_retrain_last_success_timestamp_seconds"] >= t0
     assert m["aibridge_retrain_last_failure_timestamp_seconds"] == 0.0
     assert m["aibridge_retrain_registered_version"] == 1.0
@@ -149,7 +153,7 @@ def test_retrain_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert m["aibridge_retrain_last_success_timestamp_seconds"] == success_ts
     assert m["aibridge_retrain_last_failure_timestamp_seconds"] > success_ts
     history = [json.loads(x) for x in (root / "reports" / "retrain.jsonl").read_text().splitlines()]
-    assert [h["status"] for h in history] == ["promoted", "no_change", "failed"]
+    assert [h["status"] for h in history] == [res.status, "no_change", "failed"]
 
 
 # --------------------------------------------------------------------------- scheduling files

@@ -152,7 +152,8 @@ def test_missing_challenger_alias_is_skipped(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_real_registry_shadow_and_drift(trained_model_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """`aibridge serve --shadow challenger` as run.build_server assembles it, on the pipeline's
-    registry (v1 holds both aliases) with the features stage's table as drift reference."""
+    registry (v1 served by number: whether it is champion is the gate's call; it is always
+    the challenger) with the features stage's table as drift reference."""
     import threading
 
     from aibridge.server.run import build_server
@@ -162,7 +163,7 @@ def test_real_registry_shadow_and_drift(trained_model_store, tmp_path: Path) -> 
     store = trained_model_store
     settings = ServeSettings(
         host="127.0.0.1", port=0, metrics_port=0, poll_interval_s=0, log_path=None,
-        models=[store.model_uri], tracking_uri=private_store(store, tmp_path),
+        models=[f"models:/{NAME}/1"], tracking_uri=private_store(store, tmp_path),
         journal_path=tmp_path / "journal.sqlite", model_cache_dir=tmp_path / "cache",
         shadow={"alias": "challenger"},
         drift={"reference_features": store.root / "artifacts" / "features.parquet",

@@ -49,7 +49,7 @@ def retrain(
     ] = None,
 ) -> None:
     """Retrain on the newest MT4 export(s): copy into data/, dvc add, dvc repro, let the
-    backtest gate decide. Exit 0 (promoted / champion kept / no new data), 1 failed,
+    backtest gate decide. Exit 0 (promoted / not promoted / no new data), 1 failed,
     2 another run holds the lock."""
     import logging
 

@@ -43,7 +43,7 @@ log = logging.getLogger("aibridge.retrain")
 
 LOCK_NAME = ".aibridge-retrain.lock"
 PROM_NAME = "aibridge_retrain.prom"
-STATUSES = ("promoted", "kept_champion", "no_change", "failed")
+STATUSES = ("promoted", "not_promoted", "no_change", "failed")
 
 
 class RetrainError(RuntimeError):
@@ -67,7 +67,7 @@ class Export:
 
 @dataclass
 class RetrainResult:
-    status: str  # promoted | kept_champion | no_change | failed (| dry_run)
+    status: str  # promoted | not_promoted | no_change | failed (| dry_run)
     started_at: float
     seconds: float
     exports: list[Export] = field(default_factory=list)
@@ -430,7 +430,7 @@ def _run_locked(
         result.gate_reason = gate.get("reason")
         # The very first version is champion without winning the gate: count the alias.
         promoted = bool(gate.get("promote")) or "champion" in (reg.get("aliases") or [])
-        result.status = "promoted" if promoted else "kept_champion"
+        result.status = "promoted" if promoted else "not_promoted"
         if git_commit and _is_git(project):
             result.git_commit = _commit(project, result, lf)
 
