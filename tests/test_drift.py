@@ -189,3 +189,32 @@ def test_stored_reference_must_match_the_feature_code() -> None:
     model = FeatureModel(info, settings={"drift_reference": ref})
     with pytest.raises(LookupError, match="other features than its code"):
         load_reference(model, None, 10)
+
+
+def test_a_failing_feature_row_disables_drift_once(tmp_path: Path) -> None:
+    info = ModelInfo("aibridge-EURUSD-H1", "9", "champion", "run9", "", "", "EURUSD", "H1")
+    model = FeatureModel(info)
+    drift = {"reference_features": sample_reference(tmp_path), "interval_s": 0.05}
+    c = load_candles(sample_data_path())
+    m = model.min_bars
+    with running_server(tmp_path, serving(model), drift=drift) as (server, endpoint):
+        with ReqClient(endpoint) as client:
+            send(client, c, range(m, m + 5), m)
+            server.drift.flush()
+            assert server.drift.snapshot()[0]["enabled"]
+
+            class Broken:
+                def feature_matrix(self, *a, **k):  # type: ignore[no-untyped-def]
+                    raise RuntimeError("kernel bug")
+
+                feature_names = staticmethod(features.feature_names)
+
+            model.features = Broken()
+            replies = send(client, c, range(m + 5, m + 15), m)
+            assert {r["action"] for r in replies} == {"BUY"}  # serving is unaffected
+            server.drift.flush()
+        snap = server.drift.snapshot()[0]
+        assert (
+            not snap["enabled"] and snap["reason"] == "feature row failed: RuntimeError: kernel bug"
+        )
+        assert metric(server.http.port, "aibridge_drift_enabled") == 0.0

@@ -209,8 +209,8 @@ class DriftMonitor:
                 key, model, w = self._queue.popleft()
                 try:
                     self._add(key, model, w)
-                except Exception:  # drift must never take the server down
-                    log.exception("drift: feature row failed")
+                except Exception as exc:  # drift must never take the server down
+                    self._disable(key, f"feature row failed: {type(exc).__name__}: {exc}")
             if time.monotonic() - last >= self.interval_s:
                 self.update()
                 last = time.monotonic()
@@ -247,6 +247,19 @@ class DriftMonitor:
             self.metrics.drift_enabled.labels(*key).set(0 if ref is None else 1)
             self.metrics.clear_drift(*key)
         return st
+
+    def _disable(self, key: tuple[str, str], reason: str) -> None:
+        """Stop scoring this model (until the slot serves another one); say why once."""
+        st = self._states.get(key)
+        if st is None or st.reference is None:
+            return
+        log.error(f"drift disabled for {key[0]} {key[1]} {st.model_label}: {reason}")
+        st.reference, st.reason, st.counts = None, reason, []
+        st.window.clear()
+        self.holding[key] = False
+        if self.metrics is not None:
+            self.metrics.drift_enabled.labels(*key).set(0)
+            self.metrics.clear_drift(*key)
 
     def _add(self, key: tuple[str, str], model: Any, w: np.ndarray) -> None:
         st = self._state(key, model)

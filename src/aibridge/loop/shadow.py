@@ -141,8 +141,10 @@ class ShadowRunner:
                 except Exception as exc:  # a broken challenger must not hurt serving
                     st = self.stats[item[0]]
                     st.errors += 1
-                    st.last_error = f"{type(exc).__name__}: {exc}"
-                    log.warning(f"shadow decision failed: {st.last_error}")
+                    message = f"{type(exc).__name__}: {exc}"
+                    if message != st.last_error:  # once per distinct failure, not per request
+                        log.warning(f"shadow decision failed: {message}")
+                    st.last_error = message
             if self.metrics is not None:
                 self.metrics.shadow_lag.set(len(self._queue))
             self._idle.set()
