@@ -98,12 +98,18 @@ class TrainedStore:
 def trained_model_store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
     root = make_project_copy(tmp_path_factory.mktemp("project") / "aibridge")
     result = run([str(BIN / "dvc"), "repro"], root)
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    # The sample has no edge, so the gate registers v1 as challenger only. Tests that serve
+    # "the champion" need one: promote v1 by hand, as an operator would (recorded as such).
+    client = mlflow_client(tracking_uri)
+    if "champion" not in client.get_registered_model("aibridge-EURUSD-H1").aliases:
+        client.set_registered_model_alias("aibridge-EURUSD-H1", "champion", "1")
     from aibridge.ingest import read_mt4_csv
 
     candles = read_mt4_csv(root / "data" / "EURUSD60.csv").candles.drop(columns=["line"])
     return TrainedStore(
         root=root,
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        tracking_uri=tracking_uri,
         model_name="aibridge-EURUSD-H1",
         model_uri="models:/aibridge-EURUSD-H1@champion",
         candles=candles,

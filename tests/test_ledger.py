@@ -43,7 +43,7 @@ class StandInModel:
         if instrument:
             self.tick_size, self.contract_size = 1e-5, 100_000.0
 
-    def decide(self, *columns: np.ndarray) -> Decision:
+    def decide(self, *columns: np.ndarray, spread_points: float | None = None) -> Decision:
         probs = {"BUY": 0.2, "SELL": 0.2, "HOLD": 0.6}
         return Decision("HOLD", 0.6, probs, None, None, None, None, "model_hold")
 

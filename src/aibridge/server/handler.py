@@ -161,7 +161,15 @@ class RequestHandler:
         w = arr[-need:]
         try:
             with np.errstate(all="ignore"):  # absurd inputs: answer bad_candles, not stderr spam
-                d = model.decide(w[:, 0], w[:, 1], w[:, 2], w[:, 3], w[:, 4], w[:, 5])
+                d = model.decide(
+                    w[:, 0],
+                    w[:, 1],
+                    w[:, 2],
+                    w[:, 3],
+                    w[:, 4],
+                    w[:, 5],
+                    spread_points=req.spread_points,
+                )
         except ValueError as exc:  # the model refuses these numbers (non-finite features)
             raise ProtocolError(
                 ErrorCode.BAD_CANDLES,
