@@ -61,6 +61,9 @@ class BundleSettings:
     default_spread_points: float = 0.0
     spread_cost: str = "excess"
     decision_validation: dict[str, Any] = field(default_factory=dict)
+    # Quantile bins of the training feature rows (aibridge.loop.drift.reference_from_matrix):
+    # the server's drift detector compares live feature rows with it. None: no reference.
+    drift_reference: dict[str, Any] | None = None
     classes: list[str] = field(default_factory=lambda: list(decision.CLASSES))
     feature_set_version: str = features.FEATURE_SET_VERSION
     data_hash: str = "unknown"

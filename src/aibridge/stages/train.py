@@ -17,6 +17,7 @@ from aibridge.decision import CLASSES, RULE_EV, DecisionSettings, decide_rows
 from aibridge.ingest.broker_clock import BrokerClock
 from aibridge.instruments import spec_from_mapping
 from aibridge.labels import NO_LABEL
+from aibridge.loop.drift import reference_from_matrix
 from aibridge.model_bundle import (
     BundleSettings,
     load_local_bundle,
@@ -216,6 +217,7 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
         broker_dst=clock.dst,
         broker_clock=clock.to_dict(),
         decision_rule=RULE_EV,
+        drift_reference=reference_from_matrix(X[split.train], names),
         calibration=fitted.calibration,
         ev_margin=fitted.ev_margin,
         cost_points=dsettings.cost_points,
