@@ -31,13 +31,14 @@ from rich.console import Console
 from rich.table import Table
 
 from aibridge.config import compose_config, flatten, load_params, to_container
+from aibridge.errors import AibridgeError, print_error
 from aibridge.paths import conf_dir, project_root, workspace_root
 from aibridge.training import classification_metrics, fit_booster, time_split
 
 SWEEP_TAG = "aibridge.sweep"
 
 
-class SweepError(Exception):
+class SweepError(AibridgeError):
     """A problem the user can fix (no features yet, bad space, ...)."""
 
 
@@ -398,7 +399,7 @@ def sweep(
             study_name=study_name,
             console=console,
         )
-    except SweepError as exc:
-        console.print(f"[bold red]sweep failed:[/] {exc}")
+    except AibridgeError as exc:
+        print_error(exc, "sweep", console)
         raise typer.Exit(1) from None
     render(result, Console())

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from aibridge.errors import AibridgeError
 
-class CandleFileError(Exception):
+
+class CandleFileError(AibridgeError):
     """A candle file cannot be used. The message is meant for the user, not for a traceback."""
 
     def __init__(self, path: Path | str, message: str, line: int | None = None) -> None:

@@ -26,8 +26,13 @@ journal_app = typer.Typer(help="Query the server's SQLite journal.", no_args_is_
 keys_app = typer.Typer(help="CurveZMQ keys for an encrypted server.", no_args_is_help=True)
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+def _fail(message: str | BaseException, code: int = 1) -> typer.Exit:
+    """Print one red line (the same printer as ``run_stage``'s) and return the Exit to raise."""
+    from aibridge.errors import AibridgeError, print_error
+
+    print_error(
+        message if isinstance(message, BaseException) else AibridgeError(message), None, console
+    )
     return typer.Exit(code)
 
 
@@ -82,7 +87,8 @@ def serve(
     ] = None,
 ) -> None:
     """Serve registered model versions to MT4 EAs over ZeroMQ until SIGINT/SIGTERM."""
-    from aibridge.server.run import ServeError, run_server
+    from aibridge.errors import AibridgeError
+    from aibridge.server.run import run_server
 
     overrides: dict[str, Any] = {
         "models": model or None,
@@ -101,8 +107,8 @@ def serve(
     }
     try:
         run_server(overrides, no_metrics=no_metrics)
-    except ServeError as exc:
-        raise _fail(str(exc)) from None
+    except AibridgeError as exc:
+        raise _fail(exc) from None
 
 
 # --------------------------------------------------------------------------- ea-sim

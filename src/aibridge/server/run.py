@@ -9,6 +9,7 @@ from typing import Any
 import zmq
 from pydantic import ValidationError
 
+from aibridge.errors import AibridgeError
 from aibridge.protocol import RiskBlock
 from aibridge.server.app import SignalServer, install_signal_handlers
 from aibridge.server.journal import Journal
@@ -21,7 +22,7 @@ from aibridge.server.settings import ServeSettings, load_serve_settings
 log = logging.getLogger("aibridge.server")
 
 
-class ServeError(RuntimeError):
+class ServeError(AibridgeError):
     """Startup failed for a reason the user can fix (bad URI, port in use, bad key...)."""
 
 

@@ -11,16 +11,15 @@ from typing import Any
 
 from omegaconf import DictConfig
 from rich.console import Console
-from rich.markup import escape
 
 from aibridge.config import load_params
-from aibridge.ingest.errors import CandleFileError
+from aibridge.errors import AibridgeError, print_error
 from aibridge.paths import workspace_root
 
 console = Console(stderr=True, soft_wrap=True)
 
 
-class StageError(Exception):
+class StageError(AibridgeError):
     """A problem the user can fix; printed as one line, never as a traceback."""
 
 
@@ -79,8 +78,8 @@ def run_stage(name: str, body: Callable[[DictConfig, StagePaths], None]) -> None
     try:
         cfg = load_params()
         body(cfg, StagePaths(workspace_root()))
-    except (StageError, CandleFileError) as exc:
-        console.print(f"[bold red]{name} failed:[/] {escape(str(exc))}", soft_wrap=True)
+    except AibridgeError as exc:
+        print_error(exc, name, console)
         sys.exit(1)
     except KeyboardInterrupt:
         console.print(f"[yellow]{name} interrupted[/]")
