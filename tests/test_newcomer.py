@@ -303,3 +303,19 @@ def test_telemetry_is_off_in_the_projects_config() -> None:
     assert "analytics = false" in (REPO / ".dvc" / "config").read_text()
     ignored = (REPO / ".gitignore").read_text().splitlines()
     assert "/dvc_plots/" in ignored and "/reports/promotions.jsonl" in ignored
+
+
+def test_windows_quickstart_script_uses_the_pins_and_the_command() -> None:
+    """No PowerShell here: check the script's install line and the command it hands over to."""
+    script = (REPO / "deploy" / "windows" / "quickstart.ps1").read_text()
+    assert "pip install -c constraints.txt -e $target" in script
+    assert '"quickstart"' in script and ".venv\\Scripts\\aibridge.exe" in script
+    assert "MLFLOW_DISABLE_TELEMETRY" in script
+    readme = README.read_text()
+    assert "deploy\\windows\\quickstart.ps1" in readme
+    from typer.testing import CliRunner
+
+    from aibridge.cli import app
+
+    res = CliRunner().invoke(app, ["quickstart", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "--no-serve" in res.output
