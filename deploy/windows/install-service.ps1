@@ -88,7 +88,7 @@ if ($Uninstall) {
 
 $exe = Join-Path $ProjectDir ".venv\Scripts\aibridge.exe"
 if (-not (Test-Path $exe)) {
-    throw "$exe not found. Create the venv first: py -3.11 -m venv .venv; .venv\Scripts\pip install -e ."
+    throw "$exe not found. Create the venv first: py -3.11 -m venv .venv; .venv\Scripts\pip install -c constraints.txt -e ."
 }
 $logDir = Join-Path $DataDir "logs"
 New-Item -ItemType Directory -Force -Path $DataDir, $logDir, (Join-Path $DataDir "models") | Out-Null

@@ -49,7 +49,7 @@ if ($Uninstall) {
 if (-not $Inbox) { throw "-Inbox is required (the directory the MT4 exports land in)" }
 if (-not (Test-Path -PathType Container $Inbox)) { throw "inbox $Inbox does not exist" }
 $python = Join-Path $ProjectDir ".venv\Scripts\python.exe"
-if (-not (Test-Path $python)) { throw "$python not found: create the venv and pip install -e . first" }
+if (-not (Test-Path $python)) { throw "$python not found: create the venv and pip install -c constraints.txt -e . first" }
 if (-not (Test-Path (Join-Path $ProjectDir "dvc.yaml"))) { throw "$ProjectDir has no dvc.yaml" }
 
 # Dry run first: fails here, not at 22:30, when the project or the inbox is wrong.
