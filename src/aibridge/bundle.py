@@ -10,9 +10,7 @@ features are window-exact (see ``features``), this gives bit-identical decisions
 from __future__ import annotations
 
 import json
-import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -30,53 +28,24 @@ from aibridge.pyfunc_model import (
     ARTIFACT_SETTINGS,
     load_module_from_file,
 )
+from aibridge.serving.types import (
+    Decision,
+    ModelInfo,
+    ModelLoadError,
+    TooFewBarsError,
+    parse_model_uri,
+)
 
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))?$")
-
-
-class ModelLoadError(Exception):
-    """The model cannot be resolved or loaded; the message says which and why."""
-
-
-class TooFewBarsError(ValueError):
-    """The request carries fewer candles than the model's ``min_bars``."""
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    version: str
-    alias: str | None
-    run_id: str
-    trained_at: str
-    data_hash: str
-    symbol: str
-    timeframe: str
-
-
-@dataclass(frozen=True)
-class Decision:
-    action: str  # "BUY" | "SELL" | "HOLD"
-    confidence: float
-    probabilities: dict[str, float]
-    sl: float | None
-    tp: float | None
-    sl_points: float | None
-    tp_points: float | None
-    reason: str
-    # The candidate side's expected R after costs (expected-value models; None otherwise).
-    ev_r: float | None = None
-
-
-def parse_model_uri(model_uri: str) -> tuple[str, str | None, str | None]:
-    """``models:/name@alias`` / ``models:/name/3`` / ``models:/name`` → (name, alias, version)."""
-    match = _MODELS_URI.match(model_uri.strip())
-    if not match:
-        raise ModelLoadError(
-            f"{model_uri!r} is not a registry URI; "
-            "use models:/<name>@<alias> or models:/<name>/<version>"
-        )
-    return match.group("name"), match.group("alias"), match.group("version")
+__all__ = [
+    "Decision",
+    "ModelInfo",
+    "ModelLoadError",
+    "ServingModel",
+    "TooFewBarsError",
+    "load_serving_model",
+    "parse_model_uri",
+    "resolve_model_uri",
+]
 
 
 def resolve_model_uri(model_uri: str, client: MlflowClient | None = None) -> ModelInfo:

@@ -12,6 +12,12 @@ Headed form (columns found by name, in any order)::
 Parsing never raises on a bad *row*: rows that do not parse are returned as issues with their
 line number, so a validation policy can decide. A file that cannot be read at all raises
 ``CandleFileError`` with one clear sentence.
+
+Speed: a clean export (every row the same width, no blank lines, prices that are numbers,
+one date format throughout, UTF-8) is read by Arrow's multi-threaded CSV parser and its dates
+by fixed-width digit arithmetic -- ~1 s for a million rows instead of ~24 s. Anything else, or
+any row that does not fit, takes the row-by-row path below, which names every bad line; both
+give the same frame (``tests/test_ingest_fast.py`` compares them).
 """
 
 from __future__ import annotations
@@ -75,31 +81,60 @@ def _looks_like_header(fields: list[str]) -> bool:
     return not first[:1].isdigit()
 
 
-def _read_text(path: Path) -> str:
+def _read_bytes(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise CandleFileError(path, f"cannot read file ({exc.strerror})") from None
-    if not raw.strip():
+    if not raw or raw.isspace():
         raise CandleFileError(path, "file is empty")
+    if b"\x00" in raw[:4096] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise CandleFileError(path, "file is binary, not a CSV (is this an MT4 .hst file?)")
+    return raw
+
+
+def _decode(raw: bytes) -> str:
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         return raw.decode("utf-16")
-    if b"\x00" in raw[:4096]:
-        raise CandleFileError(path, "file is binary, not a CSV (is this an MT4 .hst file?)")
     return raw.decode("utf-8-sig", errors="replace")
+
+
+def _read_text(path: Path) -> str:
+    return _decode(_read_bytes(path))
+
+
+def _first_line(text: str) -> str:
+    """``text.lstrip().splitlines()[0]`` without splitting a million lines."""
+    stripped = text.lstrip()
+    newline = stripped.find("\n")
+    return (stripped if newline < 0 else stripped[: newline + 1]).splitlines()[0]
 
 
 def read_mt4_csv(path: Path | str) -> ParsedCsv:
     """Read one MT4 candle CSV into ``time, open, high, low, close, volume`` (+ ``line``)."""
     path = Path(path)
-    text = _read_text(path)
-    first_line = text.lstrip().splitlines()[0]
+    raw = _read_bytes(path)
+    utf8 = not raw.startswith((b"\xff\xfe", b"\xfe\xff"))
+    # The first line from the first 64 KB, decoded as the whole text would be.
+    head = _decode(raw[:65536]) if utf8 else _decode(raw)
+    if "\n" not in head.lstrip():
+        head = _decode(raw)
+    first_line = _first_line(head)
     try:
         sep = _sniff_separator(first_line)
     except ValueError as exc:
         raise CandleFileError(path, str(exc), line=1) from None
     first_fields = next(csv.reader([first_line], delimiter=sep))
     has_header = _looks_like_header(first_fields)
+    if utf8:
+        fast = _read_clean(path, raw, sep, first_fields, has_header)
+        if fast is not None:
+            return fast
+    return _read_rows(path, _decode(raw), sep, has_header)
+
+
+def _read_rows(path: Path, text: str, sep: str, has_header: bool) -> ParsedCsv:
+    """The row-by-row reader: every row that does not parse becomes an issue with its line."""
     rows = list(csv.reader(io.StringIO(text), delimiter=sep))
     # Line numbers as the user's editor shows them: 1-based, blank lines counted.
     numbered = [(i + 1, r) for i, r in enumerate(rows) if any(cell.strip() for cell in r)]
@@ -226,3 +261,160 @@ def _parse_times(text: pd.Series) -> pd.Series:
             break
     assert best is not None
     return best.astype("datetime64[ns]")
+
+
+# --------------------------------------------------------------------------- clean exports
+
+_DIGIT_SPANS_DATE = ((0, 4), (5, 7), (8, 10))  # YYYY?MM?DD
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
+def _read_clean(
+    path: Path, raw: bytes, sep: str, first_fields: list[str], has_header: bool
+) -> ParsedCsv | None:
+    """The frame of a clean UTF-8 export, as ``_read_rows`` would build it; None: not clean."""
+    start = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+    end = len(raw)
+    while end > start and raw[end - 1 : end].isspace():  # trailing blank lines: no candles
+        end -= 1
+    body = memoryview(raw)[start:end]
+    if raw[start : start + 1].isspace() or any(
+        raw.find(blank, start, end) >= 0 for blank in (b"\n\n", b"\n\r\n")
+    ):
+        return None  # blank lines shift the line numbers: the row reader counts them
+    if raw.find(b"\r", start, end) >= 0 and raw.count(b"\r", start, end) != raw.count(
+        b"\r\n", start, end
+    ):
+        return None  # bare CR line ends
+    width = len(first_fields)
+    if has_header:
+        try:
+            columns = _map_header(path, first_fields)
+        except CandleFileError:
+            return None  # the row reader raises it with its message
+        if "datetime" not in columns and not ("date" in columns and "time" in columns):
+            return None
+    else:
+        if width not in (7, 8):
+            return None
+        columns = {"date": 0, "time": 1, "open": 2, "high": 3, "low": 4, "close": 5, "volume": 6}
+    table = _arrow_table(body, sep, width, has_header, columns)
+    if table is None or table.num_rows == 0:
+        return None
+    n = table.num_rows
+    if "datetime" in columns:
+        stamp = _fixed_width_times(_string_matrix(table, columns["datetime"]), None)
+    else:
+        stamp = _fixed_width_times(
+            _string_matrix(table, columns["date"]), _string_matrix(table, columns["time"])
+        )
+    if stamp is None:
+        return None
+    frame = pd.DataFrame({"time": stamp.astype("datetime64[s]").astype("datetime64[ns]")})
+    for name in PRICE_COLUMNS:
+        frame[name] = table.column(columns[name]).to_numpy()
+    frame["volume"] = (
+        table.column(columns["volume"]).to_numpy() if "volume" in columns else np.zeros(n)
+    )
+    if "spread" in columns:
+        spread = table.column(columns["spread"]).to_pandas().astype("string")
+        frame["spread"] = pd.to_numeric(spread, errors="coerce")
+    frame["line"] = np.arange(1, n + 1, dtype=np.int64) + (1 if has_header else 0)
+    if not np.isfinite(frame[list(PRICE_COLUMNS)].to_numpy()).all():
+        return None
+    return ParsedCsv(candles=frame, issues=[], form="header" if has_header else "history_center")
+
+
+def _arrow_table(
+    body: memoryview, sep: str, width: int, has_header: bool, columns: dict[str, int]
+) -> object | None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    numeric = {columns[c] for c in (*PRICE_COLUMNS, "volume") if c in columns}
+    names = [f"c{i}" for i in range(width)]
+    types = {name: pa.float64() if i in numeric else pa.string() for i, name in enumerate(names)}
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(body),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if has_header else 0),
+            parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types,
+                null_values=[""],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None  # a row of another width, a price that is not a number, ...
+    for i in numeric:
+        if table.column(i).null_count:
+            return None
+    return table
+
+
+def _string_matrix(table: object, index: int) -> np.ndarray | None:
+    """A string column whose values all have one length, as an (n, length) uint8 matrix."""
+    column = table.column(index).combine_chunks()
+    n = len(column)
+    offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[
+        column.offset : column.offset + n + 1
+    ]
+    width = int(offsets[1] - offsets[0]) if n else 0
+    if width == 0 or int(offsets[-1] - offsets[0]) != n * width:
+        return None
+    if not (np.diff(offsets) == width).all():
+        return None
+    data = np.frombuffer(column.buffers()[2], dtype=np.uint8)
+    return data[offsets[0] : offsets[0] + n * width].reshape(n, width)
+
+
+def _digits(m: np.ndarray, start: int, stop: int) -> np.ndarray | None:
+    block = m[:, start:stop] - np.uint8(48)  # wraps below "0": one test for both ends
+    if (block > 9).any():
+        return None
+    value = block[:, 0].astype(np.int64)
+    for k in range(1, stop - start):
+        value = value * 10 + block[:, k]
+    return value
+
+
+def _fixed_width_times(date: np.ndarray | None, clock: np.ndarray | None) -> np.ndarray | None:
+    """Seconds since the epoch of ``YYYY.MM.DD`` (or ``-``) dates with ``HH:MM[:SS]`` times --
+    one of ``_DATE_FORMATS`` throughout, zero-padded, valid calendar dates; None otherwise
+    (the row reader then parses, and reports, row by row)."""
+    if date is None:
+        return None
+    if clock is None:  # one "datetime" column: "YYYY-MM-DD HH:MM[:SS]"
+        if date.shape[1] not in (16, 19) or not (date[:, 10] == ord(" ")).all():
+            return None
+        date, clock = date[:, :10], date[:, 11:]
+    if clock is None or date.shape[1] != 10 or clock.shape[1] not in (5, 8):
+        return None
+    sep = date[0, 4]
+    if sep not in (ord("."), ord("-")) or not ((date[:, 4] == sep) & (date[:, 7] == sep)).all():
+        return None
+    if not (clock[:, 2] == ord(":")).all() or (
+        clock.shape[1] == 8 and not (clock[:, 5] == ord(":")).all()
+    ):
+        return None
+    year, month, day = (_digits(date, a, b) for a, b in _DIGIT_SPANS_DATE)
+    hour, minute = _digits(clock, 0, 2), _digits(clock, 3, 5)
+    second = _digits(clock, 6, 8) if clock.shape[1] == 8 else np.zeros(len(date), dtype=np.int64)
+    if any(x is None for x in (year, month, day, hour, minute, second)):
+        return None
+    if not ((year >= 1971) & (year <= 2200) & (month >= 1) & (month <= 12)).all():
+        return None
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    month_days = _DAYS_IN_MONTH[month] + ((month == 2) & leap)
+    if not ((day >= 1) & (day <= month_days) & (hour < 24) & (minute < 60) & (second < 60)).all():
+        return None
+    # Days from the civil date (H. Hinnant's algorithm), years >= 1971 so eras are positive.
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days = era * 146097 + doe - 719468
+    return days * 86400 + hour * 3600 + minute * 60 + second

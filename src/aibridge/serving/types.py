@@ -1,0 +1,58 @@
+"""What a served model reports and answers: shared by the lean runtime and ``aibridge.bundle``
+(kept free of MLflow, pandas and LightGBM imports)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))?$")
+
+
+class ModelLoadError(Exception):
+    """The model cannot be resolved or loaded; the message says which and why."""
+
+
+class TooFewBarsError(ValueError):
+    """The request carries fewer candles than the model's ``min_bars``."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    alias: str | None
+    run_id: str
+    trained_at: str
+    data_hash: str
+    symbol: str
+    timeframe: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # "BUY" | "SELL" | "HOLD"
+    confidence: float
+    probabilities: dict[str, float]
+    sl: float | None
+    tp: float | None
+    sl_points: float | None
+    tp_points: float | None
+    reason: str
+    # The candidate side's expected R after costs (expected-value models; None otherwise).
+    ev_r: float | None = None
+
+
+def parse_model_uri(model_uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/name@alias`` / ``models:/name/3`` / ``models:/name`` → (name, alias, version).
+
+    >>> parse_model_uri("models:/aibridge-EURUSD-H1@champion")
+    ('aibridge-EURUSD-H1', 'champion', None)
+    """
+    match = _MODELS_URI.match(model_uri.strip())
+    if not match:
+        raise ModelLoadError(
+            f"{model_uri!r} is not a registry URI; "
+            "use models:/<name>@<alias> or models:/<name>/<version>"
+        )
+    return match.group("name"), match.group("alias"), match.group("version")
