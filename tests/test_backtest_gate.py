@@ -100,3 +100,26 @@ def test_promotion_needs_a_reason_and_a_real_version(registry) -> None:
         promote("aibridge-EURUSD-H1", "2", " ", client=registry)
     with pytest.raises(Exception, match="9"):
         promote("aibridge-EURUSD-H1", "9", "typo", client=registry)
+
+
+def test_rollback_walks_back_the_history_instead_of_toggling(registry, tmp_path) -> None:
+    """v1 champion → gate promotes v2 → gate promotes v3; rollback → v2, rollback → v1 (not
+    v3 again), a third rollback has nowhere to go."""
+    name, journal = "aibridge-EURUSD-H1", tmp_path / "promotions.jsonl"
+    registry.create_model_version(name, source=(tmp_path / "m").as_uri())  # v4, unused
+    assert apply_gate(name, "2", decide(metrics(1.0), metrics(0.5), RULE), client=registry)
+    assert apply_gate(name, "3", decide(metrics(2.0), metrics(1.0), RULE), client=registry)
+    first = rollback(name, "v3 misbehaves", journal=journal, client=registry)
+    assert (first.from_version, first.to_version) == ("3", "2")
+    second = rollback(name, "v2 misbehaves too", journal=journal, client=registry)
+    assert (second.from_version, second.to_version) == ("2", "1")
+    assert registry.get_model_version(name, "3").tags["promotion.rolled_back"] == "v3 misbehaves"
+    with pytest.raises(ValueError, match="no earlier champion"):
+        rollback(name, "again", client=registry)
+    assert str(registry.get_model_version_by_alias(name, "champion").version) == "1"
+    # promoting a rolled-back version by hand clears its mark and starts history afresh
+    promote(name, "3", "fixed", client=registry)
+    assert "promotion.rolled_back" not in registry.get_model_version(name, "3").tags
+    assert rollback(name, "no, not fixed", client=registry).to_version == "1"
+    lines = [json.loads(x) for x in journal.read_text().splitlines()]
+    assert [x["action"] for x in lines] == ["rollback", "rollback"]

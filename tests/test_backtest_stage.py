@@ -1,10 +1,13 @@
 """The `backtest` stage on the real pipeline output (the session's `dvc repro` project copy).
 
-A real champion/challenger situation: the copy's registry champion is version 1 (trained
-with ``min_confidence`` 0.45); the copy then retrains a challenger with ``min_confidence`` 0.34
-(``pipelines/params.py`` + ``pipelines/train.py``, as ``dvc repro`` would after that edit) and
-runs ``pipelines/backtest.py`` exactly as DVC would, with fewer folds/random runs to stay quick,
+A real champion/challenger situation: the copy's registry champion is version 1 (the sample
+has no edge, so the gate registered it as challenger only; the session fixture promoted it by
+hand). The copy then retrains a challenger with a fixed EV margin of 0.18 R (instead of the
+margin the validation window chooses: none pays on the sample), so it trades
+(``pipelines/params.py`` + ``pipelines/train.py``, as ``dvc repro`` would after that edit), runs
+``pipelines/backtest.py`` exactly as DVC would, with fewer folds/random runs to stay quick,
 then registers the challenger (version 2) so the replay test can serve a model that trades.
+The gate keeps the champion: the challenger trades but has no edge (the floor).
 """
 
 from __future__ import annotations
@@ -46,9 +49,8 @@ def backtested(trained_model_store: TrainedStore, tmp_path_factory) -> Path:
     conf.write_text(yaml.safe_dump(cfg))
     model = root / "conf" / "model" / "lightgbm.yaml"  # quick, and no thread contention
     m = yaml.safe_load(model.read_text()) | {"num_threads": 1, "num_boost_round": 60}
+    m["decision"] = dict(m.get("decision") or {}) | {"ev_margin": 0.18}  # trades, no edge
     model.write_text(yaml.safe_dump(m))
-    risk = root / "conf" / "risk" / "default.yaml"
-    risk.write_text(risk.read_text().replace("min_confidence: 0.45", "min_confidence: 0.34"))
     for stage in ("params", "train", "backtest", "register"):
         run([str(BIN / "python"), f"pipelines/{stage}.py"], root)
     return root
@@ -81,10 +83,24 @@ def test_stage_writes_every_output(backtested: Path) -> None:
 def test_gate_compares_with_the_registry_champion(backtested: Path) -> None:
     gate = json.loads((backtested / "reports" / "backtest" / "gate.json").read_text())
     assert gate["champion"] is not None and gate["champion"]["version"] == 1
-    assert gate["challenger"]["trade_count"] > 0  # the 0.34 challenger really trades
+    assert gate["challenger"]["trade_count"] > 0  # the 0.18 R challenger really trades
     champion = {k: v for k, v in gate["champion"].items() if k != "version"}
     again = decide(gate["challenger"], champion, GateSettings(**gate["rule"]))
     assert (again.promote, again.reason) == (gate["promote"], gate["reason"])
+    # the sample has no edge: the floor keeps the champion, and says so
+    assert gate["promote"] is False and gate["reason"].startswith("no edge"), gate["reason"]
+    assert gate["challenger"]["trials"] >= 2  # the MLflow runs so far: v1's and this one
+
+
+def test_report_says_plainly_there_is_no_edge(backtested: Path) -> None:
+    out = backtested / "reports" / "backtest"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["edge"].startswith("no edge")
+    report = (out / "report.md").read_text()
+    assert "**No edge.**" in report
+    assert "Gate: **keep the champion** — no edge" in report
+    for key in ("sharpe_ci_low", "expectancy_r_ci_low", "ruined", "dsr", "folds_trading_pct"):
+        assert key in metrics["model"], key
 
 
 def test_local_bundle_and_registry_pyfunc_decide_identically(

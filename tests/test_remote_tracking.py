@@ -25,14 +25,35 @@ import pytest
 
 from tests.conftest import BIN, make_project_copy, run
 
-PG_BIN = Path(os.environ.get("AIBRIDGE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def find_pg_bin(debian_root: Path = Path("/usr/lib/postgresql")) -> Path:
+    """PostgreSQL's server binaries (initdb, pg_ctl), whatever the installed version:
+    ``AIBRIDGE_PG_BIN``; else the newest ``/usr/lib/postgresql/<version>/bin`` (Debian,
+    Ubuntu); else ``pg_config --bindir``; else the directory of ``initdb`` on PATH."""
+    if os.environ.get("AIBRIDGE_PG_BIN"):
+        return Path(os.environ["AIBRIDGE_PG_BIN"])
+    debian = sorted(
+        (d for d in debian_root.glob("*/bin") if (d / "initdb").is_file()),
+        key=lambda d: [int(x) if x.isdigit() else 0 for x in d.parent.name.split(".")],
+    )
+    if debian:
+        return debian[-1]
+    if shutil.which("pg_config"):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        if out.returncode == 0 and (Path(out.stdout.strip()) / "initdb").is_file():
+            return Path(out.stdout.strip())
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else Path("/usr/lib/postgresql/bin")
+
+
+PG_BIN = find_pg_bin()
 BUCKET = "aibridge-mlflow"
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "aibridge-test", "AWS_SECRET_ACCESS_KEY": "aibridge-test"}
 
 pytestmark = pytest.mark.skipif(
     not (PG_BIN / "initdb").is_file() or not (PG_BIN / "pg_ctl").is_file(),
     reason=f"PostgreSQL server binaries not found in {PG_BIN} "
-    "(Debian: apt-get install -y postgresql-15, or set AIBRIDGE_PG_BIN)",
+    "(Debian: apt-get install -y postgresql, or set AIBRIDGE_PG_BIN)",
 )
 
 
@@ -231,9 +252,13 @@ def test_pipeline_logs_and_registers_on_the_shared_server(
     assert run_.data.params["model.num_leaves"] == "31"
     assert "test_log_loss" in run_.data.metrics
     assert run_.info.artifact_uri.startswith("mlflow-artifacts:/")
-    mv = client.get_model_version_by_alias("aibridge-EURUSD-H1", "champion")
+    # the sample has no edge: the gate registers v1 as challenger only, no champion
+    assert registration["gate"]["promote"] is False
+    assert "champion" not in client.get_registered_model("aibridge-EURUSD-H1").aliases
+    mv = client.get_model_version_by_alias("aibridge-EURUSD-H1", "challenger")
     assert mv.version == str(registration["version"]) == "1"
     assert mv.run_id == train_run["run_id"]
+    assert mv.tags["gate.decision"] == "keep_champion"
 
     # The rows really are in PostgreSQL ...
     import psycopg2
@@ -246,7 +271,7 @@ def test_pipeline_logs_and_registers_on_the_shared_server(
         cur.execute("SELECT name, version FROM model_versions")
         assert cur.fetchall() == [("aibridge-EURUSD-H1", 1)]
         cur.execute("SELECT alias, version FROM registered_model_aliases")
-        assert sorted(cur.fetchall()) == [("challenger", 1), ("champion", 1)]
+        assert sorted(cur.fetchall()) == [("challenger", 1)]
     finally:
         con.close()
 
@@ -271,14 +296,14 @@ def test_registered_model_serves_from_the_shared_server(
     from aibridge.bundle import load_serving_model
 
     model = load_serving_model(
-        "models:/aibridge-EURUSD-H1@champion",
+        "models:/aibridge-EURUSD-H1@challenger",
         tracking_uri=mlflow_server.uri,
         cache_dir=tmp_path / "models",
     )
     assert (model.info.name, model.info.version, model.info.alias) == (
         "aibridge-EURUSD-H1",
         "1",
-        "champion",
+        "challenger",
     )
     assert (model.info.symbol, model.info.timeframe) == ("EURUSD", "H1")
     c = trained_model_store.candles.tail(model.min_bars)
@@ -316,3 +341,14 @@ def test_remote_tracking_config_selects_the_server(monkeypatch: pytest.MonkeyPat
     assert resolve_tracking_uri(tracking) == "http://127.0.0.1:5000"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
     assert resolve_tracking_uri(tracking) == "http://mlflow.internal:5000"
+
+
+def test_postgres_binaries_are_found_whatever_the_version(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("AIBRIDGE_PG_BIN", raising=False)
+    for version in ("9.6", "13", "16", "17"):
+        (tmp_path / version / "bin").mkdir(parents=True)
+        if version != "17":  # a client-only install has no initdb
+            (tmp_path / version / "bin" / "initdb").write_text("")
+    assert find_pg_bin(tmp_path) == tmp_path / "16" / "bin"
+    monkeypatch.setenv("AIBRIDGE_PG_BIN", "/opt/pg/bin")
+    assert find_pg_bin(tmp_path) == Path("/opt/pg/bin")

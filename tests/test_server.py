@@ -114,15 +114,66 @@ def test_predict_reply_is_rounded_and_consistent(served) -> None:
     with ReqClient(ep) as c:
         p = PredictReply.model_validate(c.call(FIXTURES["predict"]["request"]))
     assert p.p_buy + p.p_sell + p.p_hold == pytest.approx(1.0)
-    assert p.confidence == max(p.p_buy, p.p_sell, p.p_hold)
-    if p.action == "HOLD":
-        assert p.sl is None and p.tp is None
-    else:
+    # the sample model holds here; trading replies: test_sl_tp_replies_on_a_model_that_trades
+    assert p.action == "HOLD" and p.sl is None and p.tp is None
+
+
+# The sample carries no edge: the served model answers HOLD (no_edge) on every bar. For the
+# SL/TP replies the module's served copy gets an EV margin that trades (as tests/test_ea_sim.py
+# does), restored afterwards.
+EV_MARGIN = 0.18  # R; ~10 % of the sample's bars clear it
+SPREAD_POINTS = 12
+
+
+def test_sl_tp_replies_on_a_model_that_trades(served) -> None:
+    import dataclasses
+
+    from tests.protocol_fixtures import sample_candles
+
+    _, ep = served
+    model = trained_model_store_model(served)
+    saved = {k: model.__dict__[k] for k in ("ev_margin", "_decision_settings", "min_confidence")
+             if k in model.__dict__}  # fmt: skip
+    if getattr(model, "_ev_path", False):
+        model.ev_margin = EV_MARGIN
+        model._decision_settings = dataclasses.replace(
+            model._decision_settings, ev_margin=EV_MARGIN
+        )
+    else:  # an older confidence-rule bundle
+        model.min_confidence = 0.35
+        model._decision_settings = dataclasses.replace(
+            model._decision_settings, min_confidence=0.35
+        )
+    n = FIXTURES["heartbeat"]["reply"]["min_bars"]
+    rows = sample_candles(n + 1500, end=4990)
+    replies = []
+    try:
+        with ReqClient(ep) as c:
+            for end in range(n, len(rows) + 1, 3):
+                req = {"type": "predict", "symbol": "EURUSD", "timeframe": "H1",
+                       "spread_points": SPREAD_POINTS, "candles": rows[end - n : end]}  # fmt: skip
+                replies.append((rows[end - 1][4], PredictReply.model_validate(c.call(req))))
+    finally:
+        model.__dict__.update(saved)
+    trades = [(close, p) for close, p in replies if p.action != "HOLD"]
+    assert len(trades) >= 5, f"only {len(trades)} of {len(replies)} replies trade"
+    print("sides:", sorted({p.action for _, p in trades}), len(trades), "of", len(replies))
+    for close, p in trades:
+        assert p.reason == "signal"
+        assert p.sl is not None and p.tp is not None and p.sl_points and p.tp_points
         assert round(p.sl, 5) == p.sl and round(p.tp, 5) == p.tp
-        close = FIXTURES["predict"]["request"]["candles"][-1][4]
+        assert p.sl_points == round(p.sl_points) and p.tp_points == round(p.tp_points)
+        # TP 2 ATR, SL 1 ATR, each rounded to whole points
+        assert p.tp_points == pytest.approx(2 * p.sl_points, abs=1.0)
+        # measured from the expected fill: a BUY from the Ask (close + spread), a SELL from
+        # the Bid (close)
         sign = 1 if p.action == "BUY" else -1
-        assert p.sl == pytest.approx(close - sign * p.sl_points * 1e-5)
-        assert p.tp == pytest.approx(close + sign * p.tp_points * 1e-5)
+        entry = close + (SPREAD_POINTS * 1e-5 if sign > 0 else 0.0)
+        assert p.sl == pytest.approx(round(entry - sign * p.sl_points * 1e-5, 5), abs=1e-9)
+        assert p.tp == pytest.approx(round(entry + sign * p.tp_points * 1e-5, 5), abs=1e-9)
+        assert (p.sl < entry < p.tp) if sign > 0 else (p.tp < entry < p.sl)
+    holds = [p for _, p in replies if p.action == "HOLD"]
+    assert holds and all(p.sl is None and p.tp is None for p in holds)
 
 
 def test_extra_candles_are_accepted_and_the_last_one_decides(served) -> None:

@@ -3,6 +3,10 @@
 Starts the real signal server on the freshly registered champion, waits for it to answer a
 heartbeat, drives it with the EA emulator over the sample for a few hundred bars, stops it with
 SIGTERM (it must exit 0), and prints what happened. Nothing here talks to a broker.
+
+When the registry has no champion (the gate found no edge: the sample's model is registered
+as challenger only), the demo serves the challenger *explicitly* (``@challenger``) and says
+that it is not promoted and why, instead of serving nothing.
 """
 
 from __future__ import annotations
@@ -57,7 +61,43 @@ def wait_for_heartbeat(endpoint: str, timeout_s: float, server: subprocess.Popen
     raise RuntimeError(f"no heartbeat from {endpoint} within {timeout_s:.0f} s")
 
 
+def resolve_demo_model(model_uri: str, root: Path) -> tuple[str, str | None]:
+    """``models:/NAME@champion`` when that alias exists; else the challenger with a note that
+    it is not promoted (the gate's reason). Other URIs are served as given."""
+    prefix, suffix = "models:/", "@champion"
+    if not (model_uri.startswith(prefix) and model_uri.endswith(suffix)):
+        return model_uri, None
+    name = model_uri[len(prefix) : -len(suffix)]
+    try:
+        from mlflow import MlflowClient
+
+        from aibridge.config import compose_config, to_container
+        from aibridge.registry import alias_version
+        from aibridge.tracking import configure_mlflow
+
+        cfg = compose_config()
+        configure_mlflow(to_container(cfg.tracking))
+        client = MlflowClient()
+        if alias_version(client, name, "champion") is not None:
+            return model_uri, None
+        challenger = alias_version(client, name, "challenger")
+        if challenger is None:
+            return model_uri, None
+        reason = client.get_model_version(name, challenger).tags.get("gate.reason", "unknown")
+    except Exception as exc:  # the server will say what is wrong with the URI
+        return model_uri, f"could not read the registry ({exc}); serving {model_uri}"
+    note = (
+        f"{name} has no champion: the gate did not promote any version ({reason}). "
+        f"The demo serves the challenger v{challenger} explicitly; it is NOT promoted and "
+        "must not trade a real account."
+    )
+    return f"{prefix}{name}@challenger", note
+
+
 def run_demo(model_uri: str, bars: int, root: Path) -> int:
+    model_uri, note = resolve_demo_model(model_uri, root)
+    if note:
+        console.print(f"[yellow]{note}[/]")
     port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
     aibridge = str(Path(sys.executable).parent / "aibridge")
@@ -123,8 +163,10 @@ def run_demo(model_uri: str, bars: int, root: Path) -> int:
                 server.kill()
         server_log.close()
     console.print(f"[bold]server[/] stopped on SIGTERM with exit code {server.returncode}")
+    if note:
+        console.print(f"[yellow]Served the challenger, not a champion:[/] {note}")
     console.print(
-        "Journal: `aibridge journal tail --journal journal/demo.sqlite`. "
+        "Journal: `aibridge journal tail --path journal/demo.sqlite`. "
         "MLflow UI: `make ui`. Not investment advice; no broker was contacted."
     )
     return 0 if server.returncode == 0 else 1

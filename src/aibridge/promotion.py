@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from aibridge.backtest.gate import GateDecision
 
 PREVIOUS_TAG = "promotion.previous_champion"
+ROLLED_BACK_TAG = "promotion.rolled_back"  # on a version a rollback took the alias from
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,20 @@ def _record(client: MlflowClient, move: AliasMove, journal: Path | None) -> Alia
         "promotion.reason": move.reason,
         "promotion.user": move.user,
         "promotion.at": move.at,
-        PREVIOUS_TAG: move.from_version or "",
     }
+    if move.action == "rollback":
+        # Keep the restored version's own history (its previous champion), so a second
+        # rollback walks further back instead of toggling; mark the version left behind.
+        tags["promotion.rolled_back_from"] = move.from_version or ""
+        if move.from_version and move.from_version != move.to_version:
+            client.set_model_version_tag(
+                move.model_name, move.from_version, ROLLED_BACK_TAG, move.reason or "true"
+            )
+    else:
+        tags[PREVIOUS_TAG] = move.from_version or ""
+        # promoted again (by hand or by the gate): no longer a rolled-back version
+        if ROLLED_BACK_TAG in client.get_model_version(move.model_name, move.to_version).tags:
+            client.delete_model_version_tag(move.model_name, move.to_version, ROLLED_BACK_TAG)
     for key, value in tags.items():
         client.set_model_version_tag(move.model_name, move.to_version, key, value)
     if journal is not None:
@@ -128,10 +141,12 @@ def rollback(
     journal: Path | None = None,
     client: MlflowClient | None = None,
 ) -> AliasMove:
-    """Put the champion alias back on the version it replaced (or on ``to_version``).
+    """Walk the champion alias back one step in the promotion history (or to ``to_version``).
 
     The previous champion is read from the current champion's ``promotion.previous_champion``
-    tag, written by every alias move.
+    tag (written by every promotion; a rollback leaves it alone), skipping versions that were
+    themselves rolled back (``promotion.rolled_back``). So v1 → v2 → v3, rollback → v2,
+    rollback → v1: a second rollback never re-promotes the version the first one removed.
     """
     if not reason.strip():
         raise ValueError("a rollback needs a reason")
@@ -142,8 +157,18 @@ def rollback(
             raise ValueError(f"{name} has no {champion_alias!r} alias to roll back")
         tags = client.get_model_version(name, current).tags
         to_version = tags.get(PREVIOUS_TAG) or None
+        seen = {current}
+        while to_version is not None and to_version not in seen:
+            seen.add(to_version)
+            previous = client.get_model_version(name, to_version).tags
+            if ROLLED_BACK_TAG not in previous:
+                break
+            to_version = previous.get(PREVIOUS_TAG) or None
+        else:
+            to_version = None
         if to_version is None:
             raise ValueError(
-                f"{name} v{current} has no recorded previous champion; pass a version explicitly"
+                f"{name} v{current} has no earlier champion in its promotion history; "
+                "pass a version explicitly"
             )
     return _move(client, name, to_version, champion_alias, "rollback", reason, journal)

@@ -5,9 +5,11 @@
   initial equity (1x by default: the account's money in the market, unlevered), without
   SL/TP or time exit, closed at the end: what plain market exposure earned. (Sizing it by the
   risk rule on a 1-ATR stop it never has would lever it ~8x and say little.)
-* random: the model's number of BUY/SELL signals placed on random bars with random sides and
-  the same SL/TP distances, over several seeds: what the model's trading *frequency* and risk
-  settings earn without its skill.
+* random: as many BUY/SELL signals as the model made *trades* (not signals: a model repeating
+  its signal on consecutive bars holds one position, while as many random signals would
+  open and pay the spread that many times) on random bars with random sides and the same
+  SL/TP distances, over several seeds: what the model's trading frequency and risk settings
+  earn without its skill.
 """
 
 from __future__ import annotations
@@ -43,10 +45,12 @@ def _median(values: list[float]) -> float:
     return float(np.median(x)) if len(x) else float("nan")
 
 
-def random_signals(signal: np.ndarray, seed: int) -> np.ndarray:
-    """As many non-zero signals as ``signal`` has, on random bars with random sides."""
+def random_signals(signal: np.ndarray, seed: int, count: int | None = None) -> np.ndarray:
+    """``count`` (default: as many as ``signal`` has) non-zero signals on random bars with
+    random sides."""
     rng = np.random.default_rng(seed)
-    n, k = len(signal), int(np.count_nonzero(signal))
+    n = len(signal)
+    k = int(np.count_nonzero(signal)) if count is None else int(count)
     out = np.zeros(n, dtype=np.int64)
     bars = rng.choice(n - 1, size=min(k, n - 1), replace=False)  # the last bar cannot act
     out[bars] = rng.choice(np.array([-1, 1]), size=len(bars))
@@ -80,8 +84,10 @@ def run_baselines(
     settings: BaselineSettings,
     conv: np.ndarray | float | None = None,
     bootstrap: BootstrapSettings | None = None,
+    trades: int | None = None,
 ) -> BaselineResults:
-    """Run the three baselines on the same window and rules as the model."""
+    """Run the three baselines on the same window and rules as the model; ``trades`` (the
+    model's trade count) sizes the random runs (default: its signal count)."""
     n = len(candles)
     boot = bootstrap or BootstrapSettings()
     flat = run_backtest(
@@ -120,7 +126,7 @@ def run_baselines(
         compute_metrics(
             run_backtest(
                 candles,
-                random_signals(signal, settings.seed + k),
+                random_signals(signal, settings.seed + k, trades),
                 sl_dist,
                 tp_dist,
                 spec,

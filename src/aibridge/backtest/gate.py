@@ -180,8 +180,13 @@ def floor_check(ch: Mapping[str, float], rule: GateSettings) -> tuple[bool, str]
 
 
 def with_dsr(metrics: Mapping[str, float], trials: Trials | None) -> dict[str, float]:
-    """``metrics`` plus ``dsr``, ``dsr_sr0`` (annualised) and ``trials``."""
-    m = {k: float(v) for k, v in metrics.items()}
+    """``metrics`` plus ``dsr``, ``dsr_sr0`` (annualised), ``trials`` and
+    ``trials_sharpe_variance`` (NaN: unknown); without ``trials`` the ones recorded in
+    ``metrics`` (a replayed decision) or one variant."""
+    m = _numbers(metrics)
+    if trials is None and "trials" in m:  # a recorded decision replayed (gate.json)
+        recorded = m.get("trials_sharpe_variance", math.nan)
+        trials = Trials(int(m["trials"]), recorded if math.isfinite(recorded) else None)
     n = 1 if trials is None else max(int(trials.count), 1)
     var = None if trials is None else trials.sharpe_variance
     dsr, sr0 = deflated_sharpe(
@@ -192,7 +197,12 @@ def with_dsr(metrics: Mapping[str, float], trials: Trials | None) -> dict[str, f
         n,
         var,
     )
-    return m | {"dsr": dsr, "dsr_sr0": sr0, "trials": float(n)}
+    return m | {
+        "dsr": dsr,
+        "dsr_sr0": sr0,
+        "trials": float(n),
+        "trials_sharpe_variance": math.nan if var is None else float(var),
+    }
 
 
 def decide(
@@ -204,7 +214,7 @@ def decide(
     """Apply the gate rule (see the module docstring); ``trials`` deflates the Sharpe."""
     m = rule.metric
     ch = with_dsr(challenger, trials)
-    cp = None if champion is None else {k: float(v) for k, v in champion.items()}
+    cp = None if champion is None else _numbers(champion)
 
     def result(promote: bool, reason: str) -> GateDecision:
         return GateDecision(promote, reason, m, ch, cp, rule.model_dump())

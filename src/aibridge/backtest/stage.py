@@ -208,6 +208,7 @@ def backtest(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
         settings.engine,
         settings.baselines,
         bootstrap=settings.bootstrap,
+        trades=len(result.trades),
     )
     rows = verdicts(metrics, base)
     decision = evaluate_gate(cfg, paths, candles, spec, risk, settings)
@@ -262,8 +263,8 @@ def backtest(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
             f"{wfs.test_bars} bars, embargo >= label horizon, retrained each fold.",
             "MT4 fills: bars are Bid, longs open at Ask, shorts close at Ask; orders at the next "
             "bar's open; stop first when SL and TP share a bar.",
-            f"Random baseline: {settings.baselines.random_runs} seeded runs with the model's "
-            "signal count.",
+            f"Random baseline: {settings.baselines.random_runs} seeded runs with as many random "
+            "signals as the model made trades.",
             f"Buy-and-hold: a notional of {settings.baselines.buy_and_hold_leverage:g}x the "
             "initial equity, no stop.",
             f"Confidence intervals: {settings.bootstrap.samples} bootstrap resamples "

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+from mlflow import MlflowClient
 from omegaconf import DictConfig
 
 from aibridge.backtest.gate import load_decision
 from aibridge.config import to_container
 from aibridge.promotion import apply_gate
-from aibridge.registry import register_version
+from aibridge.registry import alias_version, register_version
 from aibridge.stages.common import StagePaths, console, read_json, run_stage, write_json
 from aibridge.tracking import configure_mlflow
 
@@ -37,9 +40,16 @@ def register(cfg: DictConfig, paths: StagePaths) -> dict:
         str(cfg.registry.challenger_alias),
         str(cfg.registry.champion_alias),
     )
-    # The backtest gate decides whether this challenger replaces the champion. The very first
-    # version is champion already (something must be servable); it still gets the gate's tags.
+    # The backtest gate decides whether this challenger replaces the champion -- the first
+    # version too: it is registered as challenger only and becomes champion only through the
+    # gate's floor (a project whose model has no edge has no champion, and the server says
+    # so). registry.register_version still aliases the very first version as champion; that
+    # alias is taken back here so the gate alone decides (and records the move).
     decision = load_decision(paths.reports / "backtest" / "gate.json")
+    champion_alias = str(cfg.registry.champion_alias)
+    if champion_alias in reg.aliases:
+        MlflowClient().delete_registered_model_alias(reg.name, champion_alias)
+        reg = dataclasses.replace(reg, aliases=[a for a in reg.aliases if a != champion_alias])
     move = apply_gate(
         reg.name,
         reg.version,
@@ -50,7 +60,12 @@ def register(cfg: DictConfig, paths: StagePaths) -> dict:
     aliases = reg.aliases
     if move is not None and str(cfg.registry.champion_alias) not in aliases:
         aliases = [*aliases, str(cfg.registry.champion_alias)]
-    verdict = "promoted to champion" if move else "champion kept"
+    if move:
+        verdict = "promoted to champion"
+    elif alias_version(MlflowClient(), reg.name, champion_alias) is None:
+        verdict = "registered as challenger only; there is NO champion (nothing is served)"
+    else:
+        verdict = "champion kept; registered as challenger"
     console.print(f"gate: {verdict} — {decision.reason}")
     record = {
         "model_name": reg.name,
