@@ -22,17 +22,18 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import typer
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
 from aibridge.config import compose_config, flatten, load_params, to_container
 from aibridge.errors import AibridgeError, print_error
 from aibridge.paths import conf_dir, project_root, workspace_root
+from aibridge.settings import ModelSettings, PipelineSettings, pipeline_settings
 from aibridge.training import classification_metrics, fit_booster, time_split
 
 SWEEP_TAG = "aibridge.sweep"
@@ -136,24 +137,212 @@ def _suggest(trial: Any, space: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _dataset(root: Path, cfg: DictConfig) -> tuple[np.ndarray, np.ndarray, Any, list[str]]:
-    from aibridge.stages.common import StageError, StagePaths
-    from aibridge.stages.train import _dataset as train_dataset
+def _dataset(
+    root: Path, settings: PipelineSettings
+) -> tuple[np.ndarray, np.ndarray, Any, list[str]]:
+    """The pipeline's training rows and split (``aibridge.dataset``; the test rows unused)."""
+    from aibridge.dataset import load_training_rows
 
-    paths = StagePaths(root)
-    if not paths.features.is_file() or not paths.labels.is_file():
-        raise SweepError(
-            f"{paths.features} / {paths.labels} missing: run `dvc repro labels features` first"
-        )
-    try:
-        frame, y, names = train_dataset(paths)
-    except StageError as exc:
-        raise SweepError(str(exc)) from None
-    embargo = int(cfg.split.embargo)
-    split = time_split(
-        len(frame), float(cfg.split.validation_fraction), float(cfg.split.test_fraction), embargo
+    artifacts = root / "artifacts"
+    rows = load_training_rows(artifacts / "features.parquet", artifacts / "labels.parquet")
+    s = settings.split
+    split = time_split(len(rows.frame), s.validation_fraction, s.test_fraction, s.embargo)
+    return rows.X, rows.y, split, rows.names
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """The validated ``sweep`` config: what to search, how, and where the study lives."""
+
+    space: dict[str, Any]
+    metric: str
+    direction: Literal["minimize", "maximize"]
+    sampler_name: str
+    sampler: Any
+    n_trials: int
+    n_jobs: int
+    storage_url: str
+    study_name: str
+
+
+def plan_sweep(
+    settings: PipelineSettings,
+    sw: Mapping[str, Any],
+    *,
+    n_trials: int | None,
+    storage: str | None,
+    study_name: str | None,
+) -> SweepPlan:
+    """Check the search space against the model's parameters and build the Optuna sampler."""
+    import optuna
+
+    space = dict(sw.get("space") or {})
+    if not space:
+        raise SweepError("sweep.space is empty: nothing to search")
+    unknown = set(space) - set(ModelSettings.model_fields)
+    if unknown:
+        raise SweepError(f"sweep.space has keys that are not model parameters: {sorted(unknown)}")
+    sampler_name, seed = str(sw["sampler"]), int(sw["seed"])
+    direction = str(sw["direction"])
+    if direction not in ("minimize", "maximize"):
+        raise SweepError(f"sweep.direction must be 'minimize' or 'maximize', not {direction!r}")
+    if sampler_name == "grid":
+        grid = _grid(space)
+        sampler: Any = optuna.samplers.GridSampler(grid, seed=seed)
+        default_trials = int(np.prod([len(v) for v in grid.values()]))
+    elif sampler_name == "tpe":
+        sampler = optuna.samplers.TPESampler(seed=seed)
+        default_trials = 20
+    else:
+        raise SweepError(f"sweep.sampler must be 'grid' or 'tpe', not {sampler_name!r}")
+    return SweepPlan(
+        space=space,
+        metric=str(sw["metric"]),
+        direction="minimize" if direction == "minimize" else "maximize",
+        sampler_name=sampler_name,
+        sampler=sampler,
+        n_trials=int(n_trials or sw.get("n_trials") or default_trials),
+        n_jobs=int(sw.get("n_jobs") or 1),
+        storage_url=resolve_storage(storage or str(sw["storage"]), project_root()),
+        study_name=study_name or str(sw["study_name"]),
     )
-    return frame[names].to_numpy(dtype=np.float64), y, split, names
+
+
+class _Trials:
+    """The Optuna objective: one nested MLflow run per trial, trained like the pipeline."""
+
+    def __init__(
+        self,
+        plan: SweepPlan,
+        settings: PipelineSettings,
+        data: tuple[np.ndarray, np.ndarray, Any, list[str]],
+        client: Any,
+        experiment_id: str,
+        parent_id: str,
+        tags: dict[str, str],
+        result: SweepResult,
+        console: Console,
+    ) -> None:
+        self.plan, self.data, self.client = plan, data, client
+        self.experiment_id, self.parent_id, self.tags = experiment_id, parent_id, tags
+        self.result, self.console = result, console
+        self.base_params = settings.model.params()
+        self.seed = settings.seed
+        self.lock = threading.Lock()
+
+    def __call__(self, trial: Any) -> float:
+        t0 = time.perf_counter()
+        params = _suggest(trial, self.plan.space)
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"trial-{trial.number:03d}",
+            tags={
+                **self.tags,
+                "mlflow.parentRunId": self.parent_id,
+                "optuna.trial": str(trial.number),
+            },
+        )
+        try:
+            value, best_iter = self._fit_and_log(run.info.run_id, params)
+            self.client.set_terminated(run.info.run_id, "FINISHED")
+        except Exception:
+            self.client.set_terminated(run.info.run_id, "FAILED")
+            raise
+        trial.set_user_attr("mlflow_run_id", run.info.run_id)
+        seconds = time.perf_counter() - t0
+        with self.lock:
+            self.result.trials.append(
+                TrialResult(trial.number, params, value, run.info.run_id, best_iter, seconds)
+            )
+        self.console.print(
+            f"trial {trial.number:3d}  {params}  validation {self.plan.metric} {value:.5f}  "
+            f"({best_iter} iterations, {seconds:.1f} s)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return value
+
+    def _fit_and_log(self, run_id: str, params: dict[str, Any]) -> tuple[float, int]:
+        from mlflow.entities import Metric, Param, RunTag
+
+        X, y, split, names = self.data
+        model_params = {**self.base_params, **params}
+        booster = fit_booster(
+            X[split.train],
+            y[split.train],
+            X[split.validation],
+            y[split.validation],
+            model_params,
+            self.seed,
+            feature_names=names,
+        )
+        proba = np.asarray(
+            booster.predict(X[split.validation], num_iteration=booster.best_iteration)
+        )
+        scores = classification_metrics(y[split.validation], proba)
+        value = float(scores[self.plan.metric])
+        best_iter = int(booster.best_iteration or booster.current_iteration())
+        now = int(time.time() * 1000)
+        flat = {**flatten({"model": self.base_params}), **flatten({"model": model_params})}
+        self.client.log_batch(
+            run_id,
+            params=[Param(k, str(v)[:500]) for k, v in flat.items()]
+            + [Param("seed", str(self.seed))],
+            metrics=[Metric(f"validation_{k}", v, now, 0) for k, v in scores.items()]
+            + [Metric("best_iteration", best_iter, now, 0)],
+            tags=[RunTag("optuna.value", repr(value))],
+        )
+        return value, best_iter
+
+
+def _open_parent_run(client: Any, experiment_id: str, plan: SweepPlan, tags: dict[str, str]) -> str:
+    from mlflow.entities import Param
+
+    parent = client.create_run(
+        experiment_id,
+        run_name=f"sweep-{plan.study_name}",
+        tags={
+            **tags,
+            "optuna.storage": _redact(plan.storage_url),
+            "optuna.sampler": plan.sampler_name,
+        },
+    )
+    parent_id = str(parent.info.run_id)
+    client.log_batch(
+        parent_id,
+        params=[
+            Param(f"sweep.space.{k}", json.dumps(v)[:500]) for k, v in sorted(plan.space.items())
+        ]
+        + [
+            Param("sweep.metric", f"validation_{plan.metric}"),
+            Param("sweep.n_trials", str(plan.n_trials)),
+        ],
+    )
+    return parent_id
+
+
+def _close_parent_run(client: Any, parent_id: str, study: Any, result: SweepResult) -> None:
+    """Record the study's best on the result and on the parent run."""
+    from mlflow.entities import Metric, RunTag
+
+    best = study.best_trial
+    result.best_params = dict(best.params)
+    result.best_value = float(best.value)
+    result.best_trial = best.number
+    result.best_run_id = str(best.user_attrs.get("mlflow_run_id", ""))
+    result.trials.sort(key=lambda t: t.number)
+    now = int(time.time() * 1000)
+    client.log_batch(
+        parent_id,
+        metrics=[Metric(f"best_validation_{result.metric}", result.best_value, now, 0)],
+        tags=[
+            RunTag("best_trial", str(result.best_trial)),
+            RunTag("best_run_id", result.best_run_id),
+            RunTag("best_params", json.dumps(result.best_params, sort_keys=True)),
+            RunTag("next_step", result.dvc_command),
+        ],
+    )
+    client.set_terminated(parent_id, "FINISHED")
 
 
 def run_sweep(
@@ -169,173 +358,59 @@ def run_sweep(
     import mlflow
     import optuna
     from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param, RunTag
 
     from aibridge.tracking import configure_mlflow, data_hash, ensure_experiment, git_commit
 
     console = console or Console(stderr=True)
     root = root or workspace_root()
-    cfg = load_params(root / "params.yaml")
+    settings = pipeline_settings(load_params(root / "params.yaml"))
     config_dir = root / "conf" if (root / "conf").is_dir() else conf_dir()
-    sweep_cfg = load_sweep_config(overrides, config_dir=config_dir)
-    sw = to_container(sweep_cfg)
-    space = sw.get("space") or {}
-    if not space:
-        raise SweepError("sweep.space is empty: nothing to search")
-    unknown = set(space) - set(cfg.model)
-    if unknown:
-        raise SweepError(f"sweep.space has keys that are not model parameters: {sorted(unknown)}")
-    metric, direction = str(sw["metric"]), str(sw["direction"])
-    sampler_name = str(sw["sampler"])
-    seed = int(sw["seed"])
-    if sampler_name == "grid":
-        grid = _grid(space)
-        sampler: Any = optuna.samplers.GridSampler(grid, seed=seed)
-        grid_size = int(np.prod([len(v) for v in grid.values()]))
-        n_trials = n_trials or sw.get("n_trials") or grid_size
-    elif sampler_name == "tpe":
-        sampler = optuna.samplers.TPESampler(seed=seed)
-        n_trials = n_trials or sw.get("n_trials") or 20
-    else:
-        raise SweepError(f"sweep.sampler must be 'grid' or 'tpe', not {sampler_name!r}")
-    storage_url = resolve_storage(storage or str(sw["storage"]), project_root())
-    study_name = study_name or str(sw["study_name"])
+    sw = to_container(load_sweep_config(overrides, config_dir=config_dir))
+    plan = plan_sweep(settings, sw, n_trials=n_trials, storage=storage, study_name=study_name)
+    data = _dataset(root, settings)
 
-    X, y, split, names = _dataset(root, cfg)
-    base_params = OmegaConf.to_container(cfg.model, resolve=True)
-    train_seed = int(cfg.seed)
-
-    tracking_cfg = to_container(cfg.tracking)
-    tracking_uri = configure_mlflow(tracking_cfg)
-    experiment_id = ensure_experiment(str(cfg.tracking.experiment), tracking_cfg)
+    tracking_uri = configure_mlflow(settings.tracking_mapping)
+    experiment_id = ensure_experiment(settings.tracking.experiment, settings.tracking_mapping)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        study_name=study_name,
-        storage=storage_url,
-        sampler=sampler,
-        direction=direction,
+        study_name=plan.study_name,
+        storage=plan.storage_url,
+        sampler=plan.sampler,
+        direction=plan.direction,
         load_if_exists=True,
     )
-    common_tags = {
-        SWEEP_TAG: study_name,
+    tags = {
+        SWEEP_TAG: plan.study_name,
         "git_commit": git_commit(),
         "data_hash": data_hash(root / "data.dvc"),
-        "symbol": str(cfg.instrument.symbol),
-        "timeframe": str(cfg.timeframe),
+        "symbol": settings.instrument.symbol,
+        "timeframe": settings.timeframe,
     }
-    parent = client.create_run(
-        experiment_id,
-        run_name=f"sweep-{study_name}",
-        tags={
-            **common_tags,
-            "optuna.storage": _redact(storage_url),
-            "optuna.sampler": sampler_name,
-        },
-    )
-    parent_id = parent.info.run_id
-    client.log_batch(
-        parent_id,
-        params=[Param(f"sweep.space.{k}", json.dumps(v)[:500]) for k, v in sorted(space.items())]
-        + [Param("sweep.metric", f"validation_{metric}"), Param("sweep.n_trials", str(n_trials))],
-    )
+    parent_id = _open_parent_run(client, experiment_id, plan, tags)
     result = SweepResult(
-        study_name=study_name,
-        storage=_redact(storage_url),
+        study_name=plan.study_name,
+        storage=_redact(plan.storage_url),
         parent_run_id=parent_id,
         experiment_id=experiment_id,
-        metric=metric,
-        direction=direction,
+        metric=plan.metric,
+        direction=plan.direction,
     )
-    lock = threading.Lock()
-    flat_base = flatten({"model": base_params})
-
-    def objective(trial: Any) -> float:
-        t0 = time.perf_counter()
-        params = _suggest(trial, space)
-        model_params = {**base_params, **params}
-        run = client.create_run(
-            experiment_id,
-            run_name=f"trial-{trial.number:03d}",
-            tags={
-                **common_tags,
-                "mlflow.parentRunId": parent_id,
-                "optuna.trial": str(trial.number),
-            },
-        )
-        try:
-            booster = fit_booster(
-                X[split.train],
-                y[split.train],
-                X[split.validation],
-                y[split.validation],
-                model_params,
-                train_seed,
-                feature_names=names,
-            )
-            proba = booster.predict(X[split.validation], num_iteration=booster.best_iteration)
-            scores = classification_metrics(y[split.validation], proba)
-            value = float(scores[metric])
-            best_iter = int(booster.best_iteration or booster.current_iteration())
-            now = int(time.time() * 1000)
-            client.log_batch(
-                run.info.run_id,
-                params=[
-                    Param(k, str(v)[:500])
-                    for k, v in {**flat_base, **flatten({"model": model_params})}.items()
-                ]
-                + [Param("seed", str(train_seed))],
-                metrics=[Metric(f"validation_{k}", v, now, 0) for k, v in scores.items()]
-                + [Metric("best_iteration", best_iter, now, 0)],
-                tags=[RunTag("optuna.value", repr(value))],
-            )
-            client.set_terminated(run.info.run_id, "FINISHED")
-        except Exception:
-            client.set_terminated(run.info.run_id, "FAILED")
-            raise
-        trial.set_user_attr("mlflow_run_id", run.info.run_id)
-        seconds = time.perf_counter() - t0
-        with lock:
-            result.trials.append(
-                TrialResult(trial.number, params, value, run.info.run_id, best_iter, seconds)
-            )
-        console.print(
-            f"trial {trial.number:3d}  {params}  validation {metric} {value:.5f}  "
-            f"({best_iter} iterations, {seconds:.1f} s)",
-            highlight=False,
-            soft_wrap=True,
-        )
-        return value
-
+    objective = _Trials(
+        plan, settings, data, client, experiment_id, parent_id, tags, result, console
+    )
     console.print(
-        f"sweep {study_name}: {n_trials} trial(s), {sampler_name} sampler, storage "
-        f"{_redact(storage_url)}, MLflow {tracking_uri} (parent run {parent_id})"
+        f"sweep {plan.study_name}: {plan.n_trials} trial(s), {plan.sampler_name} sampler, "
+        f"storage {_redact(plan.storage_url)}, MLflow {tracking_uri} (parent run {parent_id})"
     )
     try:
-        study.optimize(objective, n_trials=int(n_trials), n_jobs=int(sw.get("n_jobs") or 1))
+        study.optimize(objective, n_trials=plan.n_trials, n_jobs=plan.n_jobs)
     except Exception:
         client.set_terminated(parent_id, "FAILED")
         raise
-    best = study.best_trial
-    result.best_params = dict(best.params)
-    result.best_value = float(best.value)
-    result.best_trial = best.number
-    result.best_run_id = str(best.user_attrs.get("mlflow_run_id", ""))
-    result.trials.sort(key=lambda t: t.number)
-    now = int(time.time() * 1000)
-    client.log_batch(
-        parent_id,
-        metrics=[Metric(f"best_validation_{metric}", result.best_value, now, 0)],
-        tags=[
-            RunTag("best_trial", str(result.best_trial)),
-            RunTag("best_run_id", result.best_run_id),
-            RunTag("best_params", json.dumps(result.best_params, sort_keys=True)),
-            RunTag("next_step", result.dvc_command),
-        ],
-    )
-    client.set_terminated(parent_id, "FINISHED")
+    _close_parent_run(client, parent_id, study, result)
     mlflow.set_tracking_uri(tracking_uri)
-    out = project_root() / "artifacts" / "sweeps" / f"{study_name}.json"
+    out = project_root() / "artifacts" / "sweeps" / f"{plan.study_name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     return result

@@ -60,15 +60,22 @@ def ensure_experiment(name: str, tracking_cfg: Mapping[str, Any] | None = None) 
     return mlflow.create_experiment(name, artifact_location=artifact_location or None)
 
 
+# What a pipeline run itself rewrites: not a reason to call the code "-dirty" (``dvc repro``
+# updates dvc.lock and the reports while it runs, before and after ``train``).
+PIPELINE_OUTPUTS = ("dvc.lock", "reports")
+
+
 def git_commit() -> str:
-    """The commit the workspace was built from, with ``-dirty`` when files differ from it."""
+    """The commit the workspace was built from, with ``-dirty`` when tracked files other than
+    the pipeline's own outputs (:data:`PIPELINE_OUTPUTS`) differ from it."""
     try:
         root = workspace_root()
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
+        excluded = [f":(exclude){path}" for path in PIPELINE_OUTPUTS]
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *excluded],
             cwd=root,
             capture_output=True,
             text=True,

@@ -229,7 +229,7 @@ def _spawn_server() -> tuple[Any, str]:
     cmd += ["--metrics-port", str(free())]
     console.print(f"starting: {' '.join(cmd[1:])}")
     proc = subprocess.Popen(cmd)
-    sock = None
+    sock: Any = None
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:

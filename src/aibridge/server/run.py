@@ -29,17 +29,10 @@ class ServeError(AibridgeError):
 def risk_block() -> dict[str, Any]:
     """Risk rules from the composed config (``cfg.risk``) or ``conf/risk/default.yaml``."""
     from aibridge.risk import load_risk_settings, risk_settings_from_mapping
+    from aibridge.settings import config_group
 
-    settings = None
-    try:
-        from aibridge.config import compose_config
-
-        cfg = compose_config()
-        if "risk" in cfg:
-            settings = risk_settings_from_mapping(cfg.risk)
-    except Exception:  # no conf/config.yaml in this checkout: fall back to the YAML file
-        settings = None
-    settings = settings or load_risk_settings()
+    data = config_group("risk")
+    settings = risk_settings_from_mapping(data) if data else load_risk_settings()
     fields = set(RiskBlock.model_fields)
     return {k: v for k, v in settings.model_dump().items() if k in fields}
 
@@ -48,20 +41,10 @@ def tracking_uri_for(settings: ServeSettings) -> str:
     """Explicit setting, else the project's resolution (env → conf/tracking → ./mlflow.db)."""
     if settings.tracking_uri:
         return settings.tracking_uri
+    from aibridge.settings import config_group
     from aibridge.tracking import resolve_tracking_uri
 
-    tracking_cfg = None
-    try:
-        from omegaconf import OmegaConf
-
-        from aibridge.config import compose_config
-
-        cfg = compose_config()
-        if "tracking" in cfg:
-            tracking_cfg = OmegaConf.to_container(cfg.tracking, resolve=True)
-    except Exception:
-        tracking_cfg = None
-    return resolve_tracking_uri(tracking_cfg)  # type: ignore[arg-type]
+    return resolve_tracking_uri(config_group("tracking") or None)
 
 
 def build_server(settings: ServeSettings) -> SignalServer:

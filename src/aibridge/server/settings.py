@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from aibridge.protocol import DEFAULT_MAX_MESSAGE_BYTES
@@ -112,28 +111,11 @@ class ServeSettings(BaseModel):
         )
 
 
-def _serve_yaml() -> Path:
-    from aibridge.paths import conf_dir
-
-    return conf_dir() / "serve" / "default.yaml"
-
-
 def load_serve_settings(overrides: Mapping[str, Any] | None = None) -> ServeSettings:
-    """Composed ``serve`` node if Hydra's config includes it, else the YAML file directly."""
-    data: dict[str, Any] = {}
-    try:
-        from omegaconf import OmegaConf
+    """Composed ``serve`` node if Hydra's config includes it, else ``conf/serve/default.yaml``
+    (:func:`aibridge.settings.config_group`), then the CLI's overrides."""
+    from aibridge.settings import config_group
 
-        from aibridge.config import compose_config
-
-        cfg = compose_config()
-        if "serve" in cfg:
-            data = OmegaConf.to_container(cfg.serve, resolve=True)  # type: ignore[assignment]
-    except Exception:  # no conf/config.yaml yet, or it lacks the serve group
-        data = {}
-    if not data:
-        path = _serve_yaml()
-        if path.is_file():
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = config_group("serve")
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return ServeSettings.model_validate(data)

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
 
-from aibridge.config import to_container
 from aibridge.decision import CLASSES, HOLD
+from aibridge.settings import PipelineSettings, pipeline_settings
 from aibridge.stages.common import StagePaths, console, read_json, run_stage, write_json
 from aibridge.tracking import configure_mlflow
 from aibridge.training import classification_metrics, confusion
@@ -40,7 +39,8 @@ def calibration_table(y: np.ndarray, proba: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def evaluate(cfg: DictConfig, paths: StagePaths) -> dict[str, float]:
+def evaluate(settings: PipelineSettings, paths: StagePaths) -> dict[str, float]:
+    settings = pipeline_settings(settings)
     preds = pd.read_parquet(paths.predictions)
     test = preds[preds["split"] == "test"]
     y = test["label"].to_numpy()
@@ -78,7 +78,7 @@ def evaluate(cfg: DictConfig, paths: StagePaths) -> dict[str, float]:
     import mlflow
 
     run = read_json(paths.train_run)
-    configure_mlflow(to_container(cfg.tracking))
+    configure_mlflow(settings.tracking_mapping)
     with mlflow.start_run(run_id=run["run_id"]):
         mlflow.log_metrics({f"eval_test_{k}": v for k, v in metrics.items()})
         mlflow.log_artifact(str(plots / "calibration.csv"), "evaluation")
@@ -94,4 +94,4 @@ def evaluate(cfg: DictConfig, paths: StagePaths) -> dict[str, float]:
 
 
 def main() -> None:
-    run_stage("evaluate", evaluate)
+    run_stage("evaluate", evaluate, typed=True)

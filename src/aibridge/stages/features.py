@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
 
 from aibridge import features
+from aibridge.settings import PipelineSettings, pipeline_settings
 from aibridge.stages.common import StageError, StagePaths, console, run_stage
 
 
-def load_candles(cfg: DictConfig, paths: StagePaths) -> pd.DataFrame:
-    symbol, timeframe = cfg.instrument.symbol, cfg.timeframe
-    path = paths.candles(symbol, timeframe)
-    if not path.is_file():
-        available = sorted(p.stem for p in (paths.artifacts / "candles").glob("*.parquet"))
-        raise StageError(
-            f"no candles for {symbol} {timeframe} (instrument={symbol}, timeframe={timeframe}); "
-            f"ingested: {', '.join(available) or 'none'}"
-        )
-    return pd.read_parquet(path)
+def load_candles(cfg: PipelineSettings | Any, paths: StagePaths) -> pd.DataFrame:
+    """The candles of the configured instrument (kept for callers that pass a ``cfg``;
+    new code calls ``paths.load_candles(symbol, timeframe)``)."""
+    settings = pipeline_settings(cfg)
+    return paths.load_candles(settings.instrument.symbol, settings.timeframe)
 
 
-def build_features(cfg: DictConfig, paths: StagePaths) -> None:
-    candles = load_candles(cfg, paths)
-    params = OmegaConf.to_container(cfg.features, resolve=True)
+def build_features(settings: PipelineSettings, paths: StagePaths) -> None:
+    settings = pipeline_settings(settings)
+    candles = paths.load_candles(settings.instrument.symbol, settings.timeframe)
+    params = settings.features.params()
     need = features.min_bars(params)
     if len(candles) <= need:
         raise StageError(f"{len(candles)} candles are fewer than the {need} the features need")
@@ -34,4 +32,4 @@ def build_features(cfg: DictConfig, paths: StagePaths) -> None:
 
 
 def main() -> None:
-    run_stage("features", build_features)
+    run_stage("features", build_features, typed=True)

@@ -8,9 +8,9 @@ off the export's weekly opens (``aibridge.ingest.broker_clock``). ``train`` puts
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
 from rich.markup import escape
 from rich.progress import Progress
 
@@ -23,12 +23,13 @@ from aibridge.ingest import (
     timeframe_minutes,
     validate_candles,
 )
+from aibridge.settings import DataSettings, PipelineSettings, pipeline_settings
 from aibridge.stages.common import StageError, StagePaths, console, run_stage, write_json
 
 MAX_ISSUES_IN_REPORT = 200
 
 
-def _symbol_timeframe(path: Path, cfg: DictConfig) -> tuple[str, str]:
+def _symbol_timeframe(path: Path, cfg: PipelineSettings | Any) -> tuple[str, str]:
     from aibridge.ingest.naming import SymbolMapError, known_instruments, map_symbol
     from aibridge.paths import conf_dir
 
@@ -37,7 +38,7 @@ def _symbol_timeframe(path: Path, cfg: DictConfig) -> tuple[str, str]:
         # Broker suffixes (EURUSDm60.csv): data.symbol_map, or one error saying to use it.
         try:
             mapped = map_symbol(
-                path, from_name[0], cfg.data.get("symbol_map"), known_instruments(conf_dir())
+                path, from_name[0], cfg.data.symbol_map, known_instruments(conf_dir())
             )
         except SymbolMapError as exc:
             raise StageError(str(exc)) from None
@@ -66,8 +67,8 @@ def _check_bar_spacing(path: Path, times: np.ndarray, minutes: int, timeframe: s
         )
 
 
-def _configured_offset_hours(cfg: DictConfig) -> float | None:
-    value = cfg.data.get("broker_utc_offset_hours")
+def _configured_offset_hours(data: DataSettings) -> float | None:
+    value = data.broker_utc_offset_hours
     if value is None:
         return None
     try:
@@ -82,17 +83,19 @@ def _configured_offset_hours(cfg: DictConfig) -> float | None:
     return hours
 
 
-def ingest(cfg: DictConfig, paths: StagePaths) -> dict:
-    data_dir = paths.root / cfg.data.dir
-    files = sorted(p for p in data_dir.glob(cfg.data.pattern) if p.is_file())
+def ingest(settings: PipelineSettings, paths: StagePaths) -> dict[str, Any]:
+    cfg = pipeline_settings(settings)
+    data = cfg.data
+    data_dir = paths.root / data.dir
+    files = sorted(p for p in data_dir.glob(data.pattern) if p.is_file())
     if not files:
         raise StageError(
-            f"no files matching {cfg.data.pattern!r} in {data_dir}; export candles from MT4 "
+            f"no files matching {data.pattern!r} in {data_dir}; export candles from MT4 "
             "(History Center → Export) into it, or run `aibridge sample-data`"
         )
     try:
-        structural = Policy(cfg.data.policy.structural)
-        gaps = Policy(cfg.data.policy.gaps)
+        structural = Policy(data.policy.structural)
+        gaps = Policy(data.policy.gaps)
     except ValueError as exc:
         raise StageError(f"data.policy: {exc}; use fail, drop or warn") from None
 
@@ -100,9 +103,12 @@ def ingest(cfg: DictConfig, paths: StagePaths) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*.parquet"):
         stale.unlink()
-    configured_offset = _configured_offset_hours(cfg)
-    report: dict = {"files": {}, "totals": {"files": 0, "rows": 0, "issues": 0, "dropped_rows": 0}}
-    clocks: dict[str, dict] = {}
+    configured_offset = _configured_offset_hours(data)
+    report: dict[str, Any] = {
+        "files": {},
+        "totals": {"files": 0, "rows": 0, "issues": 0, "dropped_rows": 0},
+    }
+    clocks: dict[str, dict[str, Any]] = {}
     seen: dict[tuple[str, str], Path] = {}
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("ingest", total=len(files))
@@ -127,7 +133,7 @@ def ingest(cfg: DictConfig, paths: StagePaths) -> dict:
                 minutes,
                 structural,
                 gaps,
-                int(cfg.data.max_gap_bars),
+                data.max_gap_bars,
             )
             candles = result.candles
             _check_bar_spacing(path, candles["time"].to_numpy(), minutes, timeframe)
@@ -182,4 +188,4 @@ def ingest(cfg: DictConfig, paths: StagePaths) -> dict:
 
 
 def main() -> None:
-    run_stage("ingest", lambda cfg, paths: ingest(cfg, paths))
+    run_stage("ingest", ingest, typed=True)

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
 
 from aibridge import features
 from aibridge.decision import CLASSES
 from aibridge.labels import NO_LABEL, barrier_outcomes
+from aibridge.settings import PipelineSettings, pipeline_settings
 from aibridge.stages.common import StagePaths, console, run_stage, write_json
-from aibridge.stages.features import load_candles
 
 
 def candle_spread_points(candles: pd.DataFrame, default_points: float) -> np.ndarray:
@@ -24,22 +23,24 @@ def candle_spread_points(candles: pd.DataFrame, default_points: float) -> np.nda
     return np.full(len(candles), float(default_points))
 
 
-def build_labels(cfg: DictConfig, paths: StagePaths) -> None:
-    candles = load_candles(cfg, paths)
+def build_labels(settings: PipelineSettings, paths: StagePaths) -> None:
+    settings = pipeline_settings(settings)
+    instrument, lab = settings.instrument, settings.labels
+    candles = paths.load_candles(instrument.symbol, settings.timeframe)
     open_, high, low, close = (candles[c].to_numpy() for c in ("open", "high", "low", "close"))
-    atr = features.atr(high, low, close, int(cfg.features.atr_window))
-    spread = candle_spread_points(candles, float(cfg.instrument.default_spread_points))
+    atr = features.atr(high, low, close, settings.features.atr_window)
+    spread = candle_spread_points(candles, instrument.default_spread_points)
     out = barrier_outcomes(
         open_,
         high,
         low,
         close,
         atr,
-        float(cfg.labels.tp_atr_mult),
-        float(cfg.labels.sl_atr_mult),
-        int(cfg.labels.horizon),
-        point=float(cfg.instrument.point),
-        digits=int(cfg.instrument.digits),
+        tp_mult=lab.tp_atr_mult,
+        sl_mult=lab.sl_atr_mult,
+        horizon=lab.horizon,
+        point=instrument.point,
+        digits=instrument.digits,
         spread_points=spread,
     )
     labels = out.label
@@ -76,4 +77,4 @@ def build_labels(cfg: DictConfig, paths: StagePaths) -> None:
 
 
 def main() -> None:
-    run_stage("labels", build_labels)
+    run_stage("labels", build_labels, typed=True)

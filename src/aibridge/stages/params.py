@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from rich.console import Console
+
 from aibridge.params_sync import sync_params
 from aibridge.paths import workspace_root
-from aibridge.stages.common import console
+
+console = Console(stderr=True, soft_wrap=True)  # not stages.common: this stage needs no settings
 
 
 def main() -> None:

@@ -1,22 +1,29 @@
-"""Stage ``train``: features + labels → LightGBM → MLflow run with the model as a pyfunc."""
+"""Stage ``train``: features + labels → LightGBM → MLflow run with the model as a pyfunc.
+
+The body is a sequence of named steps: split the rows, fit the booster, fit the decision rule
+on the validation window, decide and score, write the bundle and predictions (DVC outputs:
+deterministic, no run ids or times in them), log to MLflow, and write the run record
+(``artifacts/train_run.json``: the MLflow identity, untracked by DVC and git).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
 
 from aibridge import features as feature_code
-from aibridge.config import flatten, to_container
+from aibridge.config import flatten
+from aibridge.dataset import TrainingRows, load_training_rows
 from aibridge.decision import CLASSES, RULE_EV, DecisionSettings, decide_rows
 from aibridge.ingest.broker_clock import BrokerClock
-from aibridge.instruments import spec_from_mapping
-from aibridge.labels import NO_LABEL
+from aibridge.instruments import InstrumentSpec
 from aibridge.loop.drift import reference_from_matrix
 from aibridge.model_bundle import (
     BundleSettings,
@@ -25,6 +32,7 @@ from aibridge.model_bundle import (
     write_bundle,
 )
 from aibridge.plots import confusion_png, importance_png
+from aibridge.settings import PipelineSettings, pipeline_settings
 from aibridge.stages.common import (
     StageError,
     StagePaths,
@@ -33,9 +41,10 @@ from aibridge.stages.common import (
     run_stage,
     write_json,
 )
-from aibridge.stages.features import load_candles
 from aibridge.tracking import configure_mlflow, data_hash, ensure_experiment, git_commit
 from aibridge.training import (
+    DecisionFit,
+    Split,
     classification_metrics,
     cost_points,
     fit_booster,
@@ -47,6 +56,7 @@ from aibridge.training import (
 )
 
 PIP_REQUIREMENTS = ["mlflow", "lightgbm", "numpy", "pandas", "numba"]
+PARTS = ("validation", "test")
 
 
 def _pinned_requirements() -> list[str]:
@@ -55,113 +65,87 @@ def _pinned_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in PIP_REQUIREMENTS]
 
 
-def _dataset(paths: StagePaths) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
-    """Usable rows: features, labels and feature names (what ``aibridge.sweep`` trains on)."""
-    frame, y, names, _ = _dataset_with_trades(paths)
-    return frame, y, names
+@dataclasses.dataclass
+class Fitted:
+    """What the fitting steps produced, for the writing steps."""
+
+    booster: Any
+    best_iteration: int
+    raw: dict[str, np.ndarray]  # booster probabilities per part
+    decision: DecisionSettings
+    fit: DecisionFit
+    cost_detail: dict[str, float]
+    decided: dict[str, dict[str, np.ndarray]]
+    metrics: dict[str, dict[str, float]]
+
+    @property
+    def proba(self) -> dict[str, np.ndarray]:
+        return {part: self.decided[part]["proba"] for part in self.decided}
 
 
-def _dataset_with_trades(
-    paths: StagePaths,
-) -> tuple[pd.DataFrame, np.ndarray, list[str], pd.DataFrame]:
-    """``_dataset`` and the label frame's trade columns (atr, close, spread, r_long, r_short)
-    for the same rows."""
-    feats = pd.read_parquet(paths.features)
-    labels = pd.read_parquet(paths.labels)
-    if not feats["time"].equals(labels["time"]):
-        raise StageError("features and labels are out of step; run `dvc repro` from the start")
-    if "r_long" not in labels.columns:
-        raise StageError(f"{paths.labels} predates the engine-like labels; run `dvc repro`")
-    names = [c for c in feats.columns if c != "time"]
-    usable = feats[names].notna().all(axis=1).to_numpy() & (labels["label"].to_numpy() != NO_LABEL)
-    return (
-        feats.loc[usable].reset_index(drop=True),
-        labels["label"].to_numpy()[usable],
-        names,
-        labels.loc[usable].reset_index(drop=True),
-    )
+def training_rows(paths: StagePaths) -> TrainingRows:
+    """The rows ``train`` (and ``aibridge sweep``) use (``aibridge.dataset``)."""
+    return load_training_rows(paths.features, paths.labels)
+
+
+def split_rows(settings: PipelineSettings, n: int) -> Split:
+    s = settings.split
+    try:
+        return time_split(n, s.validation_fraction, s.test_fraction, s.embargo)
+    except ValueError as exc:
+        raise StageError(str(exc)) from None
 
 
 def decision_settings_for(
-    cfg: DictConfig, spec: Any, lab: pd.DataFrame, train_rows: np.ndarray
+    settings: PipelineSettings, spec: InstrumentSpec, lab: pd.DataFrame, train_rows: np.ndarray
 ) -> tuple[DecisionSettings, dict[str, float]]:
     """The expected-value rule's settings before the margin: stops, costs, spreads."""
-    dparams = to_container(cfg.model).get("decision", {}) or {}
+    dparams = settings.model.decision_params()
     reference = float(lab["close"].to_numpy()[train_rows][-1])
-    settings = make_decision_settings(
+    decision = make_decision_settings(
         spec,
-        float(cfg.labels.tp_atr_mult),
-        float(cfg.labels.sl_atr_mult),
-        dparams,
-        float(np.median(lab["spread"].to_numpy()[train_rows])),
-        reference,
+        tp_atr_mult=settings.labels.tp_atr_mult,
+        sl_atr_mult=settings.labels.sl_atr_mult,
+        decision_params=dparams,
+        spread_ref_points=float(np.median(lab["spread"].to_numpy()[train_rows])),
+        reference_price=reference,
     )
-    _, detail = cost_points(spec, reference, float(dparams.get("slippage_points", 0.0)))
-    return settings, detail
+    _, detail = cost_points(spec, reference, settings.model.decision.slippage_points)
+    return decision, detail
 
 
-def _broker_clock(cfg: DictConfig, paths: StagePaths) -> BrokerClock:
+def broker_clock(settings: PipelineSettings, paths: StagePaths) -> BrokerClock:
     """The clock ``ingest`` found (or was told) for the training export."""
-    key = f"{cfg.instrument.symbol}_{cfg.timeframe}"
     if not paths.broker_clock.is_file():
         raise StageError(f"{paths.broker_clock} is missing; run `dvc repro` from the start")
     clocks = read_json(paths.broker_clock)
-    if key not in clocks:
+    if settings.key not in clocks:
         raise StageError(
-            f"{paths.broker_clock} has no clock for {key} (it has {', '.join(clocks) or 'none'}); "
-            "run `dvc repro` from the start"
+            f"{paths.broker_clock} has no clock for {settings.key} (it has "
+            f"{', '.join(clocks) or 'none'}); run `dvc repro` from the start"
         )
-    return BrokerClock.from_dict(clocks[key])
+    return BrokerClock.from_dict(clocks[settings.key])
 
 
-def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
-    import mlflow
-    from mlflow.models import infer_signature
-
-    frame, y, names, lab = _dataset_with_trades(paths)
-    embargo = int(cfg.split.embargo)
-    if embargo < int(cfg.labels.horizon):
-        raise StageError(
-            f"split.embargo ({embargo}) must be at least labels.horizon ({cfg.labels.horizon}) "
-            "or training labels would see validation bars"
-        )
-    try:
-        split = time_split(
-            len(frame),
-            float(cfg.split.validation_fraction),
-            float(cfg.split.test_fraction),
-            embargo,
-        )
-    except ValueError as exc:
-        raise StageError(str(exc)) from None
-    X = frame[names].to_numpy(dtype=np.float64)
-    model_params = OmegaConf.to_container(cfg.model, resolve=True)
-    seed = int(cfg.seed)
-    console.print(
-        f"train: {len(split.train)} train / {len(split.validation)} validation / "
-        f"{len(split.test)} test rows, embargo {embargo} bars"
-    )
+def fit(settings: PipelineSettings, rows: TrainingRows, split: Split) -> Fitted:
+    """Booster on train (early stopping on validation), then the decision rule on validation
+    only (calibration and the EV margin), then decisions and metrics on validation and test."""
+    X, y, lab = rows.X, rows.y, rows.trades
     booster = fit_booster(
         X[split.train],
         y[split.train],
         X[split.validation],
         y[split.validation],
-        model_params,
-        seed,
-        feature_names=names,
+        settings.model.params(),
+        settings.seed,
+        feature_names=rows.names,
     )
+    rows_of = {"validation": split.validation, "test": split.test}
     raw = {
-        part: booster.predict(X[idx], num_iteration=booster.best_iteration)
-        for part, idx in (("validation", split.validation), ("test", split.test))
+        p: np.asarray(booster.predict(X[i], num_iteration=booster.best_iteration))
+        for p, i in rows_of.items()
     }
-    try:
-        spec = spec_from_mapping(to_container(cfg.instrument))
-    except ValueError as exc:
-        raise StageError(f"instrument: {exc}") from None
-    # Calibration and the EV margin come from the validation window only.
-    dsettings, cost_detail = decision_settings_for(cfg, spec, lab, split.train)
-    dparams = dict(to_container(cfg.model).get("decision", {}) or {})
-    dparams["calibration_min_bin"] = int(cfg.model.get("calibration_min_bin", 50))
+    decision, cost_detail = decision_settings_for(settings, settings.instrument, lab, split.train)
     va = split.validation
     fitted = fit_decision(
         raw["validation"],
@@ -171,128 +155,177 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
         lab["close"].to_numpy()[va],
         lab["atr"].to_numpy()[va],
         lab["spread"].to_numpy()[va],
-        dsettings,
-        str(cfg.model.get("calibration", "sigmoid")),
-        dparams,
+        decision,
+        settings.model.calibration,
+        settings.model.decision_params(),
     )
-    dsettings = dataclasses.replace(dsettings, ev_margin=fitted.ev_margin)
-    decided = {}
-    for part, idx in (("validation", split.validation), ("test", split.test)):
-        decided[part] = decide_rows(
+    decision = dataclasses.replace(decision, ev_margin=fitted.ev_margin)
+    decided = {
+        part: decide_rows(
             raw[part],
             lab["close"].to_numpy()[idx],
             lab["atr"].to_numpy()[idx],
             lab["spread"].to_numpy()[idx],
-            dsettings,
+            decision,
             fitted.calibration,
         )
-    proba = {part: decided[part]["proba"] for part in decided}
+        for part, idx in rows_of.items()
+    }
     # The booster's own probabilities (what early stopping and a sweep trial measure), the
     # calibrated log loss beside them, and the decisions' trades after costs.
     metrics = {
         part: classification_metrics(y[idx], raw[part])
         | {
-            "calibrated_log_loss": classification_metrics(y[idx], proba[part])["log_loss"],
+            "calibrated_log_loss": classification_metrics(y[idx], decided[part]["proba"])[
+                "log_loss"
+            ]
         }
-        | trade_metrics(decided[part], lab.iloc[idx], dsettings)
-        for part, idx in (("validation", split.validation), ("test", split.test))
+        | trade_metrics(decided[part], lab.iloc[idx], decision)
+        for part, idx in rows_of.items()
     }
+    # Keep only the best iteration so the booster file alone reproduces the predictions.
+    booster.free_dataset()
+    best = int(booster.best_iteration or booster.current_iteration())
+    booster = booster.__class__(model_str=booster.model_to_string(num_iteration=best))
+    return Fitted(booster, best, raw, decision, fitted, cost_detail, decided, metrics)
 
-    feature_params = to_container(cfg.features)
-    clock = _broker_clock(cfg, paths)
-    settings = BundleSettings(
-        symbol=str(cfg.instrument.symbol),
-        timeframe=str(cfg.timeframe),
-        digits=int(cfg.instrument.digits),
-        point=float(cfg.instrument.point),
+
+def bundle_settings(
+    settings: PipelineSettings,
+    rows: TrainingRows,
+    split: Split,
+    fitted: Fitted,
+    clock: BrokerClock,
+) -> BundleSettings:
+    """What the served model needs besides the booster. No run-dependent values: ``git_commit``
+    and ``trained_at`` are added only to the copy logged to MLflow (:func:`with_provenance`)."""
+    feature_params = settings.features.params()
+    spec, d, fit_ = settings.instrument, fitted.decision, fitted.fit
+    return BundleSettings(
+        symbol=spec.symbol,
+        timeframe=settings.timeframe,
+        digits=spec.digits,
+        point=spec.point,
         feature_params=feature_params,
-        feature_names=names,
+        feature_names=rows.names,
         min_bars=feature_code.min_bars(feature_params),
-        min_confidence=dsettings.min_confidence,
-        tp_atr_mult=float(cfg.labels.tp_atr_mult),
-        sl_atr_mult=float(cfg.labels.sl_atr_mult),
+        min_confidence=d.min_confidence,
+        tp_atr_mult=settings.labels.tp_atr_mult,
+        sl_atr_mult=settings.labels.sl_atr_mult,
         tick_size=spec.tick,
         contract_size=spec.contract_size,
         broker_utc_offset_s=clock.utc_offset_s,
         broker_dst=clock.dst,
         broker_clock=clock.to_dict(),
         decision_rule=RULE_EV,
-        drift_reference=reference_from_matrix(X[split.train], names),
-        calibration=fitted.calibration,
-        ev_margin=fitted.ev_margin,
-        cost_points=dsettings.cost_points,
-        cost_detail=cost_detail,
-        spread_ref_points=dsettings.spread_ref_points,
-        default_spread_points=dsettings.default_spread_points,
-        spread_cost=dsettings.spread_cost,
+        drift_reference=reference_from_matrix(rows.X[split.train], rows.names),
+        calibration=fit_.calibration,
+        ev_margin=fit_.ev_margin,
+        cost_points=d.cost_points,
+        cost_detail=fitted.cost_detail,
+        spread_ref_points=d.spread_ref_points,
+        default_spread_points=d.default_spread_points,
+        spread_cost=d.spread_cost,
         decision_validation={
-            "margins": fitted.table,
-            "trades": fitted.validation_trades,
-            "expectancy_r": fitted.validation_expectancy_r,
-            "edge": fitted.ev_margin is not None,
+            "margins": fit_.table,
+            "trades": fit_.validation_trades,
+            "expectancy_r": fit_.validation_expectancy_r,
+            "edge": fit_.ev_margin is not None,
         },
         data_hash=data_hash(),
+    )
+
+
+def with_provenance(bundle: BundleSettings) -> BundleSettings:
+    """The bundle settings as logged to MLflow: plus the commit and the training time."""
+    return dataclasses.replace(
+        bundle,
         git_commit=git_commit(),
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    # Keep only the best iteration so the booster file alone reproduces the predictions.
-    booster.free_dataset()
-    best = booster.best_iteration or booster.current_iteration()
-    booster = booster.__class__(model_str=booster.model_to_string(num_iteration=best))
-    artifacts = write_bundle(paths.model_dir, booster, settings)
 
-    preds = []
+
+def write_predictions(path: Path, rows: TrainingRows, split: Split, fitted: Fitted) -> None:
+    """Validation and test rows: label, calibrated and raw probabilities, the decision."""
+    frames = []
     for part, idx in (("validation", split.validation), ("test", split.test)):
-        d = decided[part]
-        preds.append(
+        d, proba, raw = fitted.decided[part], fitted.proba[part], fitted.raw[part]
+        frames.append(
             pd.DataFrame(
-                {"time": frame["time"].to_numpy()[idx], "split": part, "label": y[idx]}
-                | {f"p_{c.lower()}": proba[part][:, i] for i, c in enumerate(CLASSES)}
-                | {f"raw_p_{c.lower()}": raw[part][:, i] for i, c in enumerate(CLASSES)}
+                {"time": rows.frame["time"].to_numpy()[idx], "split": part, "label": rows.y[idx]}
+                | {f"p_{c.lower()}": proba[:, i] for i, c in enumerate(CLASSES)}
+                | {f"raw_p_{c.lower()}": raw[:, i] for i, c in enumerate(CLASSES)}
                 | {
                     "action": d["action"],
                     "reason": d["reason"],
                     "ev_r": d["ev_r"],
-                    "net_r": realised_net_r(d, lab.iloc[idx], dsettings),
+                    "net_r": realised_net_r(d, rows.trades.iloc[idx], fitted.decision),
                 }
             )
         )
-    pd.concat(preds, ignore_index=True).to_parquet(paths.predictions, index=False)
+    pd.concat(frames, ignore_index=True).to_parquet(path, index=False)
 
-    tracking_uri = configure_mlflow(to_container(cfg.tracking))
-    experiment_id = ensure_experiment(str(cfg.tracking.experiment), to_container(cfg.tracking))
-    candles = load_candles(cfg, paths)
-    example = candles.tail(settings.min_bars + 2).reset_index(drop=True)[
+
+def log_run(
+    settings: PipelineSettings,
+    paths: StagePaths,
+    rows: TrainingRows,
+    split: Split,
+    fitted: Fitted,
+    bundle: BundleSettings,
+    clock: BrokerClock,
+) -> dict[str, Any]:
+    """One MLflow run: params, tags, metrics, plots and the pyfunc model (with provenance).
+    Returns the run record (its MLflow identity)."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from aibridge.pyfunc_model import CandleDecisionModel  # noqa: F401  (validates imports)
+
+    tracking_uri = configure_mlflow(settings.tracking_mapping)
+    experiment_id = ensure_experiment(settings.tracking.experiment, settings.tracking_mapping)
+    candles = paths.load_candles(settings.instrument.symbol, settings.timeframe)
+    example = candles.tail(bundle.min_bars + 2).reset_index(drop=True)[
         ["time", "open", "high", "low", "close", "volume"]
     ]
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME")
-    ) as run:
-        mlflow.log_params({k: str(v)[:500] for k, v in flatten(to_container(cfg)).items()})
+    logged_bundle = with_provenance(bundle)
+    fit_ = fitted.fit
+    with (
+        tempfile.TemporaryDirectory(prefix="aibridge-bundle-") as tmp,
+        mlflow.start_run(
+            experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME")
+        ) as run,
+    ):
+        artifacts = write_bundle(Path(tmp) / "model", fitted.booster, logged_bundle)
+        mlflow.log_params(
+            {k: str(v)[:500] for k, v in flatten(settings.model_dump(mode="json")).items()}
+        )
         mlflow.log_param("broker_utc_offset_s", str(clock.utc_offset_s))
         mlflow.set_tags(
             {
-                "git_commit": settings.git_commit,
-                "data_hash": settings.data_hash,
-                "symbol": settings.symbol,
-                "timeframe": settings.timeframe,
-                "feature_set_version": settings.feature_set_version,
+                "git_commit": logged_bundle.git_commit,
+                "data_hash": bundle.data_hash,
+                "symbol": bundle.symbol,
+                "timeframe": bundle.timeframe,
+                "feature_set_version": bundle.feature_set_version,
                 "dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
                 "broker_clock.source": clock.source,
                 "broker_clock.dst": str(clock.dst),
                 "broker_clock.evidence": clock.evidence[:5000],
             }
         )
-        mlflow.log_metric("best_iteration", best)
-        mlflow.log_param("decision.ev_margin", str(fitted.ev_margin))
-        mlflow.set_tag("decision.edge", str(fitted.ev_margin is not None).lower())
-        mlflow.log_dict(settings.decision_validation, "decision/validation_margins.json")
-        for part, values in metrics.items():
+        mlflow.log_metric("best_iteration", fitted.best_iteration)
+        mlflow.log_param("decision.ev_margin", str(fit_.ev_margin))
+        mlflow.set_tag("decision.edge", str(fit_.ev_margin is not None).lower())
+        mlflow.log_dict(bundle.decision_validation, "decision/validation_margins.json")
+        for part, values in fitted.metrics.items():
             mlflow.log_metrics({f"{part}_{k}": v for k, v in values.items()})
-        mlflow.log_figure(importance_png(booster, names), "plots/feature_importance.png")
-        mlflow.log_figure(confusion_png(y[split.test], proba["test"]), "plots/confusion_test.png")
-        from aibridge.pyfunc_model import CandleDecisionModel  # noqa: F401  (validates imports)
-
+        mlflow.log_figure(
+            importance_png(fitted.booster, rows.names), "plots/feature_importance.png"
+        )
+        mlflow.log_figure(
+            confusion_png(rows.y[split.test], fitted.proba["test"]), "plots/confusion_test.png"
+        )
         logged = mlflow.pyfunc.log_model(
             name="model",
             python_model=pyfunc_code_path(),
@@ -302,39 +335,60 @@ def train(cfg: DictConfig, paths: StagePaths) -> dict[str, Any]:
             pip_requirements=_pinned_requirements(),
         )
         run_id = run.info.run_id
-    record = {
+    return {
         "run_id": run_id,
         "experiment_id": experiment_id,
         "model_uri": logged.model_uri,
         "model_id": getattr(logged, "model_id", None),
         "tracking_uri": tracking_uri,
-        "data_hash": settings.data_hash,
-        "git_commit": settings.git_commit,
-        "trained_at": settings.trained_at,
-        "best_iteration": best,
+        "data_hash": bundle.data_hash,
+        "git_commit": logged_bundle.git_commit,
+        "trained_at": logged_bundle.trained_at,
+        "best_iteration": fitted.best_iteration,
         "broker_utc_offset_s": clock.utc_offset_s,
         "broker_dst": clock.dst,
-        "ev_margin": fitted.ev_margin,
+        "ev_margin": fit_.ev_margin,
     }
-    write_json(paths.train_run, record)
-    write_json(
-        paths.reports / "train_metrics.json",
-        {part: {k: round(v, 6) for k, v in vals.items()} for part, vals in metrics.items()},
-    )
+
+
+def report(record: dict[str, Any], fitted: Fitted, clock: BrokerClock) -> None:
+    fit_, metrics = fitted.fit, fitted.metrics
     edge = (
-        f"EV margin {fitted.ev_margin:+.2f} R chosen on validation "
-        f"({fitted.validation_trades} trades, {fitted.validation_expectancy_r:+.3f} R each); "
+        f"EV margin {fit_.ev_margin:+.2f} R chosen on validation "
+        f"({fit_.validation_trades} trades, {fit_.validation_expectancy_r:+.3f} R each); "
         f"test: {metrics['test']['trades']:.0f} trades, "
         f"{metrics['test']['expectancy_r']:+.3f} R each after costs"
-        if fitted.ev_margin is not None
+        if fit_.ev_margin is not None
         else "NO EDGE: no EV margin paid on the validation window, the model never trades"
     )
     console.print(f"train: {edge}")
     console.print(
-        f"train: run {run_id}, best iteration {best}, validation log loss "
-        f"{metrics['validation']['log_loss']:.4f}, test balanced accuracy "
+        f"train: run {record['run_id']}, best iteration {fitted.best_iteration}, validation log "
+        f"loss {metrics['validation']['log_loss']:.4f}, test balanced accuracy "
         f"{metrics['test']['balanced_accuracy']:.3f}; broker clock {clock.evidence}"
     )
+
+
+def train(settings: PipelineSettings, paths: StagePaths) -> dict[str, Any]:
+    settings = pipeline_settings(settings)
+    rows = training_rows(paths)
+    split = split_rows(settings, len(rows.frame))
+    console.print(
+        f"train: {len(split.train)} train / {len(split.validation)} validation / "
+        f"{len(split.test)} test rows, embargo {settings.split.embargo} bars"
+    )
+    clock = broker_clock(settings, paths)
+    fitted = fit(settings, rows, split)
+    bundle = bundle_settings(settings, rows, split, fitted, clock)
+    write_bundle(paths.model_dir, fitted.booster, bundle)
+    write_predictions(paths.predictions, rows, split, fitted)
+    record = log_run(settings, paths, rows, split, fitted, bundle, clock)
+    write_json(paths.train_run, record)
+    write_json(
+        paths.reports / "train_metrics.json",
+        {part: {k: round(v, 6) for k, v in vals.items()} for part, vals in fitted.metrics.items()},
+    )
+    report(record, fitted, clock)
     return record
 
 
@@ -355,4 +409,4 @@ def _example_output(paths: StagePaths, example: pd.DataFrame) -> pd.DataFrame:
 
 
 def main() -> None:
-    run_stage("train", train)
+    run_stage("train", train, typed=True)
