@@ -6,9 +6,10 @@ Writes ``benchmarks/results/ingest.json`` and prints a table with the goal met o
 The export is a History Center CSV of M1 bars (``2015.01.05,00:00,1.10000,...``, weekdays
 only) written once into a temporary folder. Timed: ``read_mt4_csv`` (file to frame) and
 ``validate_candles`` (structural checks, order, gaps) -- what the ingest stage does per file
-before writing Parquet; best of ``--repeats``. Baseline in the same run: ``pandas.read_csv``
-of the same file with its C parser and nothing else (no dates, no checks), the speed of
-merely splitting the text, to read the machine's load against.
+before writing Parquet; best of ``--repeats``. Baselines in the same run: the row-by-row
+reader (``mt4_csv._read_rows``, what every file took before the clean-export fast path, and
+still takes when a row is bad), once; and ``pandas.read_csv`` of the same file with its C
+parser and nothing else (no dates, no checks), the speed of merely splitting the text.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def write_export(path: Path, n: int, seed: int = 3) -> None:
     """``n`` weekday M1 bars as MT4's History Center writes them (5 digits)."""
     rng = np.random.default_rng(seed)
     minutes = pd.date_range("2015-01-05", periods=int(n * 1.45), freq="min")
-    minutes = minutes[minutes.dayofweek < 5][:n]
+    minutes = minutes[minutes.day_of_week < 5][:n]
     close = 1.1 * np.exp(np.cumsum(rng.normal(0, 0.0002, n)))
     open_ = np.concatenate([[close[0]], close[:-1]])
     high = np.maximum(open_, close) + np.abs(rng.normal(0, 0.0001, n))
@@ -63,7 +64,19 @@ def best_of(fn, repeats: int) -> tuple[float, object]:
     return best, out
 
 
-def bench(rows: int, repeats: int) -> dict:
+def _row_reader(path: Path):
+    import csv
+
+    from aibridge.ingest import mt4_csv
+
+    text = mt4_csv._read_text(path)
+    first = mt4_csv._first_line(text)
+    sep = mt4_csv._sniff_separator(first)
+    header = mt4_csv._looks_like_header(next(csv.reader([first], delimiter=sep)))
+    return mt4_csv._read_rows(path, text, sep, header)
+
+
+def bench(rows: int, repeats: int, row_reader: bool = True) -> dict:
     sys.path.insert(0, str(REPO / "src"))
     from aibridge.ingest import read_mt4_csv, validate_candles
 
@@ -74,6 +87,7 @@ def bench(rows: int, repeats: int) -> dict:
         load_start = os.getloadavg()[0]
         t_split, _ = best_of(lambda: pd.read_csv(path, header=None), repeats)
         t_read, parsed = best_of(lambda: read_mt4_csv(path), repeats)
+        t_rows, _ = best_of(lambda: _row_reader(path), 1) if row_reader else (float("nan"), None)
         t_valid, result = best_of(
             lambda: validate_candles(path, parsed.candles, parsed.issues, 1), repeats
         )
@@ -93,6 +107,8 @@ def bench(rows: int, repeats: int) -> dict:
         "total_s": round(total, 3),
         "rows_per_s": round(rows / total),
         "baseline_pandas_read_csv_s": round(t_split, 3),
+        "baseline_row_reader_s": round(t_rows, 3),
+        "speedup_vs_row_reader": round(t_rows / t_read, 1),
         "ratio_to_baseline": round(total / t_split, 2),
         "issues": len(result.issues),
         "form": parsed.form,
@@ -114,6 +130,8 @@ def markdown(r: dict) -> str:
         f"| validate_candles | {r['validate_s']:.3f} |",
         f"| **reader + validation** | **{r['total_s']:.3f}** ({r['rows_per_s']:,} rows/s) |",
         f"| baseline: bare pandas.read_csv | {r['baseline_pandas_read_csv_s']:.3f} |",
+        f"| baseline: row-by-row reader (before) | {r['baseline_row_reader_s']:.3f}"
+        f" ({r['speedup_vs_row_reader']}x slower than read_mt4_csv) |",
         "",
         "| goal | measured | target | met |",
         "|---|---:|---:|:---:|",
@@ -127,9 +145,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--skip-row-reader", action="store_true", help="skip the slow baseline")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
-    result = bench(args.rows, args.repeats)
+    result = bench(args.rows, args.repeats, not args.skip_row_reader)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result))

@@ -1,7 +1,14 @@
-"""Pipeline benchmarks (issue 2): feature throughput and `dvc repro` wall time on 1M bars.
+"""Pipeline benchmarks (issues 2, 12): feature throughput, and full `dvc repro` at several sizes.
 
-Run: ``.venv/bin/python benchmarks/bench_pipeline.py [--bars 1000000] [--skip-repro]``
-Writes ``benchmarks/results/pipeline.json`` and prints a Markdown table.
+Run: ``.venv/bin/python benchmarks/bench_pipeline.py [--sizes 100000,1000000,3000000]
+[--max-folds 20] [--skip-features]``. Writes ``benchmarks/results/pipeline.json`` and prints
+Markdown tables: per-stage seconds and peak RSS per size, the growth factor between sizes, and
+the goals (1 M bars <= 3 min, 1 M -> 3 M <= 3.3x, peak RSS <= 4 GB) met or not.
+
+Each size is a fresh copy of the project with synthetic M1 candles (``synthetic_m1``) written
+as a History Center export; ``conf/backtest`` gets ``walk_forward.max_folds`` (default 20,
+the first 20 folds of 2,000/500-bar windows: the defaults' ``0`` retrains ~2,000 folds at
+1 M bars) -- stated in the output with the figures.
 
 Baseline for the feature throughput, in the same run: the same feature families written the
 usual pandas way (``Series.rolling``), which is what the seed design did per request.
@@ -10,8 +17,10 @@ usual pandas way (``Series.rolling``), which is what the seed design did per req
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -120,10 +129,30 @@ def write_history_center(candles: pd.DataFrame, path: Path) -> None:
     path.write_text("\n".join(text) + "\n")
 
 
-def bench_repro(candles: pd.DataFrame) -> dict:
+STAGE_RE = "^  ([a-z_]+):$"
+RSS_PROBE = (
+    "import resource, subprocess, sys, time; t = time.perf_counter();"
+    " code = subprocess.run(sys.argv[1:]).returncode;"
+    " print(round(time.perf_counter() - t, 3),"
+    " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)"
+)
+
+
+def stages() -> list[str]:
+    """The pipeline's stages in dvc.yaml order (the order ``dvc repro`` runs them here)."""
+    text = (REPO / "dvc.yaml").read_text().split("stages:", 1)[1]
+    return re.findall(STAGE_RE, text, flags=re.MULTILINE)
+
+
+def bench_repro(candles: pd.DataFrame, walk_forward: dict[str, int]) -> dict:
+    """``dvc repro`` of a fresh copy of the project on ``candles`` (M1), one stage at a time
+    (``dvc repro -s <stage>``, in dvc.yaml order) so each stage gets its seconds and the
+    peak RSS of its largest process (the stage's Python; ``getrusage(RUSAGE_CHILDREN)`` of a
+    probe process around ``dvc``). ``walk_forward`` overrides ``conf/backtest`` keys."""
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MPLBACKEND": "Agg"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)
     with tempfile.TemporaryDirectory(prefix="aibridge-bench-") as tmp:
         root = Path(tmp) / "project"
         root.mkdir()
@@ -142,53 +171,174 @@ def bench_repro(candles: pd.DataFrame) -> dict:
         shutil.copy2(REPO / ".dvc" / "config", root / ".dvc" / "config")
         cfg = root / "conf" / "config.yaml"
         cfg.write_text(cfg.read_text().replace("timeframe: H1", "timeframe: M1"))
+        backtest = root / "conf" / "backtest" / "default.yaml"
+        text = backtest.read_text()
+        for key, value in walk_forward.items():
+            text, hits = re.subn(rf"(?m)^(  {key}:) *[^#\n]*", rf"\g<1> {value}  ", text, count=1)
+            if hits != 1:
+                raise SystemExit(f"conf/backtest/default.yaml has no walk_forward.{key}")
+        backtest.write_text(text)
         (root / "data").mkdir()
         write_history_center(candles, root / "data" / "EURUSD1.csv")
 
-        def sh(*cmd: str) -> None:
+        def sh(*cmd: str) -> subprocess.CompletedProcess:
             done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
             if done.returncode != 0:
                 raise SystemExit(
                     f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
                 )
+            return done
 
         sh("git", "init", "-q")
         sh("dvc", "add", "-q", "data")
+        per_stage: dict[str, dict[str, float]] = {}
         t0 = time.perf_counter()
-        sh("dvc", "repro")
+        for stage in stages():
+            done = sh(sys.executable, "-c", RSS_PROBE, "dvc", "repro", "-s", stage)
+            seconds, rss_kb, code = done.stdout.strip().splitlines()[-1].split()
+            if code != "0":
+                raise SystemExit(f"dvc repro -s {stage} failed:\n{done.stdout[-3000:]}")
+            per_stage[stage] = {
+                "seconds": float(seconds),
+                "peak_rss_mb": round(int(rss_kb) / 1024, 1),
+                "load_1m": round(os.getloadavg()[0], 2),
+            }
+            print(f"  {len(candles):,} bars: {stage} {seconds} s, {per_stage[stage]}", flush=True)
         full = time.perf_counter() - t0
         t0 = time.perf_counter()
         sh("dvc", "repro")
         noop = time.perf_counter() - t0
-    return {"bars": len(candles), "full_repro_s": full, "noop_repro_s": noop}
+    return {
+        "bars": len(candles),
+        "full_repro_s": round(full, 1),
+        "noop_repro_s": round(noop, 2),
+        "peak_rss_mb": max(v["peak_rss_mb"] for v in per_stage.values()),
+        "stages": per_stage,
+        "walk_forward": walk_forward,
+    }
+
+
+GOALS = {"repro_1m_s": 180.0, "growth_1m_to_3m": 3.3, "peak_rss_mb": 4096.0}
+
+
+def goals(runs: list[dict]) -> dict[str, list]:
+    by_bars = {r["bars"]: r for r in runs}
+    out: dict[str, list] = {}
+    if 1_000_000 in by_bars:
+        v = by_bars[1_000_000]["full_repro_s"]
+        out["repro_1m_s"] = [v, "<=", GOALS["repro_1m_s"], v <= GOALS["repro_1m_s"]]
+    if 1_000_000 in by_bars and 3_000_000 in by_bars:
+        g = round(by_bars[3_000_000]["full_repro_s"] / by_bars[1_000_000]["full_repro_s"], 2)
+        out["growth_1m_to_3m"] = [g, "<=", GOALS["growth_1m_to_3m"], g <= GOALS["growth_1m_to_3m"]]
+    peak = max(r["peak_rss_mb"] for r in runs)
+    out["peak_rss_mb"] = [peak, "<=", GOALS["peak_rss_mb"], peak <= GOALS["peak_rss_mb"]]
+    return out
+
+
+def growth(runs: list[dict]) -> list[dict]:
+    """Time factor between consecutive sizes, against the bar factor (linear: equal)."""
+    out = []
+    for a, b in itertools.pairwise(runs):
+        out.append(
+            {
+                "from_bars": a["bars"],
+                "to_bars": b["bars"],
+                "bars_factor": round(b["bars"] / a["bars"], 2),
+                "time_factor": round(b["full_repro_s"] / a["full_repro_s"], 2),
+                "stage_factors": {
+                    s: round(b["stages"][s]["seconds"] / max(a["stages"][s]["seconds"], 1e-9), 2)
+                    for s in a["stages"]
+                },
+            }
+        )
+    return out
+
+
+def markdown(results: dict) -> str:
+    lines = []
+    f = results.get("features")
+    if f:
+        lines += [
+            "| benchmark | result | goal |",
+            "|---|---|---|",
+            f"| features, {f['bars']:,} M1 bars × {f['features']} features | "
+            f"{f['aibridge_bars_per_s'] / 1e6:.2f} M bars/s "
+            f"({f['ratio_vs_pandas']:.1f}× pandas rolling, "
+            f"{f['pandas_rolling_bars_per_s'] / 1e6:.2f} M bars/s) | ≥ 1 M bars/s |",
+            "",
+        ]
+    runs = results.get("repro", [])
+    if runs:
+        names = list(runs[0]["stages"])
+        lines += [
+            "| M1 bars | " + " | ".join(names) + " | full `dvc repro` | peak RSS | load |",
+            "|---:|" + "---:|" * (len(names) + 3),
+        ]
+        for r in runs:
+            cells = [f"{r['stages'][s]['seconds']:.1f}" for s in names]
+            loads = [v["load_1m"] for v in r["stages"].values()]
+            lines.append(
+                f"| {r['bars']:,} | "
+                + " | ".join(cells)
+                + f" | **{r['full_repro_s']:.0f} s** | {r['peak_rss_mb']:.0f} MB"
+                + f" | {min(loads)}–{max(loads)} |"
+            )
+        for g in results.get("growth", []):
+            lines.append(
+                f"\n{g['from_bars']:,} → {g['to_bars']:,} bars (×{g['bars_factor']}): time"
+                f" ×{g['time_factor']}"
+            )
+        lines += [
+            "",
+            f"Walk-forward settings for these runs: {runs[0]['walk_forward']}.",
+            "",
+            "| goal | measured | target | met |",
+            "|---|---:|---:|:---:|",
+        ]
+        for name, (value, op, target, met) in results["goals"].items():
+            lines.append(f"| {name} | {value} | {op} {target} | {'met' if met else 'NOT MET'} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--bars", type=int, default=1_000_000)
-    parser.add_argument("--skip-repro", action="store_true")
-    args = parser.parse_args()
-    candles = synthetic_m1(args.bars)
-    results = {"features": bench_features(candles)}
-    if not args.skip_repro:
-        results["repro"] = bench_repro(candles)
-    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
-    out = REPO / "benchmarks" / "results" / "pipeline.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    f = results["features"]
-    print("| benchmark | result | goal |")
-    print("|---|---|---|")
-    print(
-        f"| features, {f['bars']:,} M1 bars × {f['features']} features | "
-        f"{f['aibridge_bars_per_s'] / 1e6:.2f} M bars/s "
-        f"({f['ratio_vs_pandas']:.1f}× pandas rolling, "
-        f"{f['pandas_rolling_bars_per_s'] / 1e6:.2f} M bars/s) | ≥ 1 M bars/s |"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bars", type=int, default=1_000_000, help="bars for the feature bench")
+    parser.add_argument(
+        "--sizes",
+        default="100000,1000000",
+        help="comma-separated M1 bar counts for full dvc repro runs (e.g. 100000,1000000,3000000)",
     )
-    if "repro" in results:
-        r = results["repro"]
-        print(f"| full `dvc repro`, {r['bars']:,} bars | {r['full_repro_s']:.1f} s | ≤ 180 s |")
-        print(f"| no-op `dvc repro` | {r['noop_repro_s']:.2f} s | ≤ 5 s |")
+    parser.add_argument(
+        "--max-folds",
+        type=int,
+        default=20,
+        help="backtest.walk_forward.max_folds for the runs (0: as many as the data allows)",
+    )
+    parser.add_argument("--skip-repro", action="store_true")
+    parser.add_argument("--skip-features", action="store_true")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/pipeline.json")
+    args = parser.parse_args()
+    results: dict = {}
+    if not args.skip_features:
+        results["features"] = bench_features(synthetic_m1(args.bars))
+    if not args.skip_repro:
+        runs = []
+        for n in (int(x) for x in args.sizes.split(",")):
+            runs.append(bench_repro(synthetic_m1(n), {"max_folds": args.max_folds}))
+            results["repro"] = runs
+            results["growth"] = growth(runs)
+            results["goals"] = goals(runs)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=2) + "\n")  # after every size
+    results["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(markdown(results))
+    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -128,3 +128,49 @@ def test_unreadable_files_keep_their_messages(tmp_path: Path, text: str) -> None
     path.write_text(text)
     with pytest.raises(mt4_csv.CandleFileError, match=r"empty|binary"):
         read_mt4_csv(path)
+
+
+def _gap_issues_reference(path: str, frame, bar_minutes: int, max_gap_bars: int) -> list:
+    """The day-by-day loop ``_gap_issues`` had before its weekend prefilter."""
+    import pandas as pd
+
+    from aibridge.ingest.errors import Issue
+    from aibridge.ingest.validate import _HOLIDAYS
+
+    times = pd.DatetimeIndex(frame["time"])
+    missing = np.diff(times.asi8) // 60_000_000_000 // bar_minutes - 1
+    lines = frame["line"].to_numpy()
+    out = []
+    for i in np.flatnonzero(missing > max_gap_bars):
+        start, end = times[i], times[i + 1]
+        days = pd.date_range(start.normalize(), end.normalize(), freq="D")
+        if (days.dayofweek >= 5).any() or any((d.month, d.day) in _HOLIDAYS for d in days):
+            continue
+        out.append(
+            Issue(
+                path,
+                int(lines[i + 1]),
+                "gap",
+                f"{int(missing[i])} bar(s) missing between {start} and {end}",
+                structural=False,
+            )
+        )
+    return out
+
+
+def test_gap_prefilter_keeps_every_gap_message() -> None:
+    """Random holes in hourly bars over eight years (weekends, holidays, weekday gaps)."""
+    import pandas as pd
+
+    from aibridge.ingest.validate import _gap_issues
+
+    rng = np.random.default_rng(11)
+    hours = pd.date_range("2015-12-20", "2023-01-10", freq="h")
+    keep = rng.random(len(hours)) > 0.03
+    keep[rng.integers(0, len(hours), 400)] = False
+    times = hours[keep].as_unit("ns")  # as read_mt4_csv returns them
+    frame = pd.DataFrame({"time": times, "line": np.arange(1, len(times) + 1)})
+    for max_gap in (0, 2):
+        want = _gap_issues_reference("f.csv", frame, 60, max_gap)
+        assert _gap_issues("f.csv", frame, 60, max_gap) == want
+        assert len(want) > (100 if max_gap == 0 else 1)

@@ -278,10 +278,8 @@ def _read_clean(
     while end > start and raw[end - 1 : end].isspace():  # trailing blank lines: no candles
         end -= 1
     body = memoryview(raw)[start:end]
-    if raw[start : start + 1].isspace() or any(
-        raw.find(blank, start, end) >= 0 for blank in (b"\n\n", b"\n\r\n")
-    ):
-        return None  # blank lines shift the line numbers: the row reader counts them
+    if raw[start : start + 1].isspace():
+        return None
     if raw.find(b"\r", start, end) >= 0 and raw.count(b"\r", start, end) != raw.count(
         b"\r\n", start, end
     ):
@@ -301,6 +299,8 @@ def _read_clean(
     table = _arrow_table(body, sep, width, has_header, columns)
     if table is None or table.num_rows == 0:
         return None
+    if table.num_rows + has_header != raw.count(b"\n", start, end) + 1:
+        return None  # Arrow skipped blank lines: the row reader numbers lines as editors do
     n = table.num_rows
     if "datetime" in columns:
         stamp = _fixed_width_times(_string_matrix(table, columns["datetime"]), None)
