@@ -807,7 +807,7 @@ def test_ea_replay_command_fails_in_one_line(
 
     runner = CliRunner()
     res = runner.invoke(app, ["ea-replay", "--csv", str(tmp_path / "none.csv")])
-    assert res.exit_code == 1 and "none.csv not found" in res.output
+    assert res.exit_code == 1 and "none.csv not found" in " ".join(res.output.split())
     assert "Traceback" not in res.output
     dead = _free_endpoint()
     res = runner.invoke(

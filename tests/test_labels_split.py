@@ -231,7 +231,7 @@ def test_labels_trade_exactly_like_the_backtest_kernel(seed: int) -> None:
             out.tp_points * PT,
             spec,
             risk,
-            EngineSettings(fixed_lots=1.0),
+            EngineSettings(fixed_lots=1.0, initial_equity=1e9),  # no stop-out: a deep account
         )
         trades = result.trades
         assert len(trades) == len(bars)

@@ -51,7 +51,9 @@ def test_every_grid_point_is_one_trial(swept) -> None:
     result, *_ = swept
     assert len(result.trials) == 4
     combos = {(t.params["num_leaves"], t.params["learning_rate"]) for t in result.trials}
-    assert combos == {(15, 0.05), (15, 0.1), (31, 0.05), (31, 0.1)}
+    leaves = {LEAVES, OTHER_LEAVES}
+    rates = {RATE, 0.1 if RATE != 0.1 else 0.05}
+    assert combos == {(n, r) for n in leaves for r in rates}
 
 
 def test_every_trial_is_a_nested_mlflow_run(swept) -> None:
