@@ -220,7 +220,11 @@ def decide(
         return GateDecision(promote, reason, m, ch, cp, rule.model_dump())
 
     if ch["trade_count"] < rule.min_trades:
-        return result(False, f"challenger made {ch['trade_count']:.0f} trades < {rule.min_trades}")
+        return result(
+            False,
+            f"no edge shown: challenger made {ch['trade_count']:.0f} trades < {rule.min_trades} "
+            "(too few to judge)",
+        )
     if ch.get("ruined", 0.0) > 0:
         return result(False, "challenger was stopped out (margin stop-out: ruined)")
     if ch["max_drawdown_pct"] > rule.max_drawdown_pct:
