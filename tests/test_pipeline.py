@@ -133,3 +133,31 @@ def test_queued_experiment_logs_into_the_project_store(mutable_project: Path) ->
     leaves = {r.data.params.get("model.num_leaves") for r in client.search_runs(experiments)}
     assert "7" in leaves
     assert not list((mutable_project / ".dvc" / "tmp").rglob("mlflow.db"))
+
+
+def test_a_run_leaves_a_clean_tree_and_a_fresh_run_reproduces_the_lock(tmp_path: Path) -> None:
+    """DVC outputs hold no run ids, times or other per-run bytes: after `dvc repro` and a
+    commit, a second `dvc repro` is a no-op and leaves `git status` clean, and a from-scratch
+    run (no MLflow store, no artifacts: a fresh clone) reproduces the committed dvc.lock."""
+    from tests.conftest import make_project_copy
+
+    root = make_project_copy(tmp_path / "aibridge")
+    run([str(BIN / "dvc"), "repro"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-q", "-m", "first run"], root)
+
+    out = run([str(BIN / "dvc"), "repro"], root).stdout
+    assert "Data and pipelines are up to date" in out
+    assert run(["git", "status", "--porcelain"], root).stdout == ""
+
+    for volatile in (root / "mlflow.db", root / "mlartifacts", root / "artifacts"):
+        if volatile.is_dir():
+            shutil.rmtree(volatile)
+        else:
+            volatile.unlink(missing_ok=True)
+    run([str(BIN / "dvc"), "repro", "--force"], root)
+    status = run(["git", "status", "--porcelain"], root).stdout
+    assert status == "", (
+        f"a fresh run changed tracked files:\n{status}\n"
+        + run(["git", "diff", "--stat"], root).stdout
+    )
