@@ -169,3 +169,32 @@ def test_mypy_is_clean_on_the_clean_modules() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_misspelt_key_fails_at_the_door_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every stage validates params.yaml before its body runs; the message names the key."""
+    from aibridge.config import compose_config
+    from aibridge.stages import common
+
+    cfg = compose_config(["+labels.horizn=3", "split.embargo=2"], config_dir=REPO / "conf")
+    monkeypatch.setattr(common, "load_params", lambda: cfg)
+    ran = []
+    with pytest.raises(SystemExit) as exit_info:
+        common.run_stage("labels", lambda settings, paths: ran.append(1), typed=True)
+    assert exit_info.value.code == 1 and not ran
+    err = capsys.readouterr().err
+    assert "labels failed: invalid configuration" in err
+    assert "labels.horizn: Extra inputs are not permitted" in err
+
+
+def test_settings_carry_typed_values() -> None:
+    from aibridge.config import compose_config
+    from aibridge.settings import pipeline_settings
+
+    settings = pipeline_settings(compose_config(config_dir=REPO / "conf"))
+    assert isinstance(settings.labels.tp_atr_mult, float)
+    assert settings.key == f"{settings.instrument.symbol}_{settings.timeframe}"
+    assert pipeline_settings(settings) is settings  # validated once
+    assert "decision" in settings.model.params()
