@@ -141,13 +141,11 @@ def run_lean_runtime(port: int, model_uri: str, tracking_uri: str, cache: Path) 
 
 
 def run_lean_serve(serve_args: list[str], modules_file: Path) -> None:
-    """``aibridge.server serve`` with the lean data plane as its registry backend (the few
-    lines ``aibridge.server.models.registry_backend`` needs, applied from outside), writing
-    which heavy modules the process holds every two seconds."""
-    import aibridge.server.models as models
-    from aibridge.serving.registry import lean_backend
+    """``python -m aibridge.serving.serve serve`` (the server with the lean data plane as its
+    registry backend), writing which heavy modules the process holds every two seconds."""
+    from aibridge.serving.serve import use_lean_backend
 
-    models.registry_backend = lean_backend
+    use_lean_backend()
 
     def report() -> None:
         while True:

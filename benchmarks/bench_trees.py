@@ -301,7 +301,11 @@ def markdown(r: dict) -> str:
             if "error" in e:
                 lines.append(f"| {label} | {name} | – | {e['error']} | – |")
                 continue
-            extra = f" (compile {e['compile_s']} s)" if "compile_s" in e else ""
+            extra = (
+                f" (compile {e['compile_s']} s, process RSS {e['rss_after_load_mb']:.0f} MB)"
+                if "compile_s" in e
+                else ""
+            )
             lines.append(
                 f"| {label}, {m['trees']} trees | {name}{extra} | {e['us_per_row']:.1f} |"
                 f" {e['max_abs_diff']:.1e} | {'yes' if e['bit_identical'] else 'no'} |"

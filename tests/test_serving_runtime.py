@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -316,3 +317,124 @@ def test_fetch_and_registry_backend_on_the_trained_store(
         )
     ]
     assert bad == []
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_real_server_on_the_lean_data_plane(trained_model_store: TrainedStore, tmp_path: Path):
+    """``python -m aibridge.serving.serve serve``: the real server process answers predicts
+    with the shipped loader's decisions, and never maps pandas, scikit-learn, SciPy, numba or
+    the lightgbm package's extension modules."""
+    import zmq
+
+    from aibridge.bundle import load_serving_model
+    from aibridge.ea_sim import build_predict, load_candles
+
+    tracking, name = trained_model_store.tracking_uri, trained_model_store.model_name
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=tracking, registry_uri=tracking).set_registered_model_alias(
+        name, "lean-test", "1"
+    )
+    uri = f"models:/{name}@lean-test"
+    port = _free_port()
+    cmd = [sys.executable, "-m", "aibridge.serving.serve", "serve", "--model", uri]
+    cmd += ["--tracking-uri", tracking, "--port", str(port), "--poll-interval", "0"]
+    cmd += ["--journal", str(tmp_path / "j.sqlite"), "--log-path", str(tmp_path / "s.jsonl")]
+    cmd += ["--metrics-port", str(_free_port())]
+    env = {**os.environ, "AIBRIDGE_MODEL_CACHE": str(tmp_path / "cache")}
+    with (tmp_path / "err").open("w") as err:
+        server = subprocess.Popen(cmd, cwd=trained_model_store.root, env=env, stderr=err)
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 120_000)
+    sock.connect(f"tcp://127.0.0.1:{port}")
+    try:
+        sock.send(b'{"type":"heartbeat","symbol":"EURUSD","timeframe":"H1"}')
+        assert json.loads(sock.recv())["status"] == "ok", (tmp_path / "err").read_text()
+        shipped = load_serving_model(uri, tracking, cache_dir=tmp_path / "full")
+        c = load_candles(trained_model_store.root / "data" / "EURUSD60.csv")
+        m = shipped.min_bars
+        for end in range(m - 1, len(c.time), 97):
+            sock.send(build_predict(c, end, m, 5, "EURUSD", "H1", f"r{end}", 7))
+            reply = json.loads(sock.recv())
+            sl = slice(end - m + 1, end + 1)
+            want = shipped.decide(
+                c.time[sl], c.open[sl], c.high[sl], c.low[sl], c.close[sl], c.volume[sl], 7.0
+            )
+            got = (reply["action"], reply["confidence"], reply["p_buy"], reply["reason"])
+            assert got == (want.action, want.confidence, want.probabilities["BUY"], want.reason)
+        maps = Path(f"/proc/{server.pid}/maps").read_text()
+        for package in ("/pandas/", "/sklearn/", "/scipy/", "/numba/", "/lightgbm/basic"):
+            assert package not in maps, package
+        assert "lib_lightgbm" in maps  # the trees: LightGBM's own library, via ctypes
+    finally:
+        sock.close()
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_rest_resolver_reads_the_tracking_servers_api(monkeypatch) -> None:
+    """Alias, version and latest lookups against a stub of MLflow's REST API, with a token."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from urllib.parse import parse_qs, urlparse
+
+    from aibridge.serving.registry import lean_backend, resolve_rest
+
+    seen: list[tuple[str, dict, str | None]] = []
+    version = {
+        "name": "m",
+        "version": "3",
+        "run_id": "r3",
+        "tags": [{"key": "symbol", "value": "EURUSD"}, {"key": "timeframe", "value": "H1"}],
+    }
+
+    class Stub(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            seen.append((url.path, query, self.headers.get("Authorization")))
+            if url.path.endswith("/registered-models/alias") and query["alias"] == "nope":
+                self.send_response(404)
+                self.end_headers()
+                self.wfile.write(b'{"error_code": "RESOURCE_DOES_NOT_EXIST"}')
+                return
+            if url.path.endswith("/model-versions/search"):
+                body = {"model_versions": [version | {"version": "2"}, version]}
+            else:
+                body = {"model_version": version}
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(json.dumps(body).encode())
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Stub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "t0k")
+    try:
+        resolver, _ = lean_backend(base, None)
+        info = resolver("models:/m@champion")
+        assert (info.name, info.version, info.alias, info.run_id) == ("m", "3", "champion", "r3")
+        assert (info.symbol, info.timeframe) == ("EURUSD", "H1")
+        assert resolve_rest(base, "models:/m/3").version == "3"
+        assert resolve_rest(base, "models:/m").version == "3"  # the highest of the search
+        with pytest.raises(ModelLoadError, match="registry answered 404"):
+            resolve_rest(base, "models:/m@nope")
+    finally:
+        server.shutdown()
+    assert seen[0] == (
+        "/api/2.0/mlflow/registered-models/alias",
+        {"name": "m", "alias": "champion"},
+        "Bearer t0k",
+    )
