@@ -252,3 +252,44 @@ def test_served_directory_is_per_version(served, tmp_path: Path) -> None:
     server, _ = served
     slot = next(iter(server.models.slots.values()))
     assert slot.current.model.model_dir.name == "aibridge-EURUSD-H1-v1"
+
+
+def test_no_champion_answers_hold_until_one_is_promoted(
+    trained_model_store: TrainedStore, tmp_path: Path
+) -> None:
+    """models:/NAME@champion without a champion (the gate promoted nothing) but with a
+    challenger: the server starts, says no_champion in heartbeats and answers HOLD with reason
+    no_champion (never the challenger's decision); once a version is promoted it serves it."""
+    import shutil
+
+    from tests.conftest import mlflow_client
+
+    name = trained_model_store.model_name
+    db = tmp_path / "mlflow.db"
+    shutil.copy2(trained_model_store.root / "mlflow.db", db)
+    uri = f"sqlite:///{db}"
+    client = mlflow_client(uri)
+    client.delete_registered_model_alias(name, "champion")
+    models = real_models(uri, [f"models:/{name}@champion"], tmp_path / "cache")
+    with running_server(tmp_path, models) as (server, ep):
+        with ReqClient(ep) as c:
+            hb = HeartbeatReply.model_validate(c.call(FIXTURES["heartbeat"]["request"]))
+            p = PredictReply.model_validate(c.call(FIXTURES["predict"]["request"]))
+        assert hb.model_status == "no_champion"
+        assert hb.model_error and "has no champion" in hb.model_error
+        assert [m.model_status for m in hb.models] == ["no_champion"]
+        assert (p.action, p.reason, p.sl, p.tp, p.model_version) == (
+            "HOLD",
+            "no_champion",
+            None,
+            None,
+            "none",
+        )
+        client.set_registered_model_alias(name, "champion", "1")
+        assert server.models.poll_once() == [(name, "none", "1")]
+        with ReqClient(ep) as c:
+            hb = HeartbeatReply.model_validate(c.call(FIXTURES["heartbeat"]["request"]))
+            p = PredictReply.model_validate(c.call(FIXTURES["predict"]["request"]))
+        assert hb.model_status == "ok" and hb.model is not None
+        assert (hb.model.version, hb.model.alias) == ("1", "champion")
+        assert p.reason != "no_champion" and p.model_version == "1"

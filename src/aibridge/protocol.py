@@ -425,7 +425,7 @@ class ServedModel(BaseModel):
     version: str
     alias: str | None = None
     min_bars: int
-    model_status: Literal["ok", "reload_failed"] = "ok"
+    model_status: Literal["ok", "reload_failed", "no_champion"] = "ok"
     model_error: str | None = None
 
 
@@ -454,9 +454,11 @@ class HeartbeatReply(_Reply):
     reconcile: ReconcileBlock | None = Field(
         default=None, description="null unless the request carried positions"
     )
-    model_status: Literal["ok", "reload_failed"] = "ok"
+    model_status: Literal["ok", "reload_failed", "no_champion"] = "ok"
     model_error: str | None = Field(
-        default=None, description="last failed reload; the old version keeps serving"
+        default=None,
+        description="last failed reload (the old version keeps serving), or why there is no "
+        "champion",
     )
     models: list[ServedModel]
 

@@ -31,7 +31,7 @@ from aibridge.protocol import (
 from aibridge.server.journal import Journal, RequestRecord
 from aibridge.server.ledger import Ledger
 from aibridge.server.metrics import ServerMetrics
-from aibridge.server.models import ModelSet
+from aibridge.server.models import NO_CHAMPION, ModelSet, slot_status
 
 log = logging.getLogger("aibridge.server.handler")
 
@@ -134,6 +134,8 @@ class RequestHandler:
             raise self._unknown(req.symbol, req.timeframe, "predict", req.request_id)
         served = slot.current  # one read: the swap can't split this request across versions
         model, info = served.model, served.info
+        if slot.no_champion:
+            return self._no_champion(req, info)
         clock = self._check_clock("predict", info, model, req.utc_offset_s)
         if clock == "mismatch" and self.clock_mismatch == "refuse":
             model_offset = _model_utc_offset(model)
@@ -237,6 +239,42 @@ class RequestHandler:
         rec.summary = summary
         return reply, rec
 
+    def _no_champion(self, req: PredictRequest, info: Any) -> tuple[dict[str, Any], RequestRecord]:
+        """HOLD while the configured champion alias does not exist (nothing passed the
+        gate): never the challenger's decision."""
+        arr = req.array
+        bar_time = int(arr[-1, 0]) if len(arr) else 0
+        reply = {
+            "protocol_version": PROTOCOL_VERSION,
+            "request_id": req.request_id,
+            "status": "ok",
+            "type": "predict",
+            "symbol": info.symbol,
+            "timeframe": info.timeframe,
+            "bar_time": bar_time,
+            "action": "HOLD",
+            "confidence": 0.0,
+            "p_buy": 0.0,
+            "p_sell": 0.0,
+            "p_hold": 0.0,
+            "sl": None,
+            "tp": None,
+            "sl_points": None,
+            "tp_points": None,
+            "reason": NO_CHAMPION,
+            "model": info.name,
+            "model_version": "none",
+        }
+        dkey = (info.name, "HOLD")
+        counter = self._decision_children.get(dkey)
+        if counter is None:
+            counter = self._decision_children[dkey] = self.metrics.decisions.labels(*dkey)
+        counter.inc()
+        rec = _record("predict", req.request_id, info.symbol, info.timeframe, "ok")
+        rec.action = "HOLD"
+        rec.summary = {"n": len(arr), "bar_time": bar_time, "reason": NO_CHAMPION}
+        return reply, rec
+
     def _heartbeat(self, req: HeartbeatRequest) -> tuple[dict[str, Any], RequestRecord]:
         now = time.time()
         self.metrics.last_heartbeat.set(now)
@@ -318,8 +356,8 @@ class RequestHandler:
                 },
                 utc_offset_s=model_offset,
                 clock_check=self._check_clock("heartbeat", info, model, req.utc_offset_s),
-                model_status="reload_failed" if slot.error else "ok",
-                model_error=slot.error,
+                model_status=slot_status(slot),
+                model_error=slot.no_champion or slot.error,
             )
         rec = _record("heartbeat", req.request_id, req.symbol, req.timeframe, "ok")
         rec.model_version = version

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aibridge.server.models")
 
+CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
+NO_CHAMPION = "no_champion"  # model_status and predict reason while there is no champion
+
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))?$")
 
 Resolver = Callable[[str], "ModelInfo"]
@@ -48,6 +52,9 @@ class ModelSlot:
         self.uri = uri
         self.current = served
         self.error: str | None = None
+        # set while ``models:/NAME@champion`` has no champion: the slot answers HOLD
+        # (reason ``no_champion``); ``current`` is then the challenger, for its metadata only
+        self.no_champion: str | None = None
         self.failed_version: str | None = None
         self.reloads = 0
 
@@ -95,16 +102,29 @@ class ModelSet:
 
     # ------------------------------------------------------------------ startup
     def load_all(self) -> None:
-        """Resolve and load every configured model; any failure stops the server from starting."""
+        """Resolve and load every configured model; any failure stops the server from starting,
+        except ``models:/NAME@champion`` without a champion while NAME has a challenger (the
+        backtest gate promoted nothing): that slot starts and answers HOLD (``no_champion``)
+        until a champion appears."""
         for uri in self.uris:
-            _, alias, _ = parse_model_uri(uri)
-            served = self._load_version(uri, alias)
+            name, alias, _ = parse_model_uri(uri)
+            vacant = None
+            try:
+                served = self._load_version(uri, alias)
+            except ModelLoadError as exc:
+                served, vacant = self._no_champion_stand_in(uri, name, alias, exc)
             slot = ModelSlot(uri, served)
+            slot.no_champion = vacant
             if slot.key in self.slots:
                 other = self.slots[slot.key].uri
                 raise ModelLoadError(f"{uri} and {other} both serve {' '.join(slot.key)}")
             self.slots[slot.key] = slot
             info = served.info
+            if vacant:
+                log.warning(vacant, extra={"model": info.name, "alias": alias})
+                if self.journal:
+                    self.journal.record_model_event(*slot.key, "no_champion", None, None, uri)
+                continue
             log.info(
                 f"serving {info.name} v{info.version} (alias {alias or '-'}, run {info.run_id})",
                 extra={"model": info.name, "version": info.version, "alias": alias},
@@ -113,6 +133,23 @@ class ModelSet:
                 self.journal.record_model_event(*slot.key, "loaded", None, str(info.version), uri)
             if self.metrics:
                 self.metrics.set_model(*slot.key, info, None)
+
+    def _no_champion_stand_in(
+        self, uri: str, name: str, alias: str | None, exc: ModelLoadError
+    ) -> tuple[Served, str]:
+        """The challenger's metadata for a champion URI without a champion, or ``exc``."""
+        if alias != CHAMPION_ALIAS:
+            raise exc
+        try:
+            served = self._load_version(f"models:/{name}@{CHALLENGER_ALIAS}", CHALLENGER_ALIAS)
+        except ModelLoadError:
+            raise exc from None
+        return served, (
+            f"{name} has no champion: the backtest gate promoted no version; answering "
+            f"HOLD (no_champion) for {served.info.symbol} {served.info.timeframe}. Challenger "
+            f"v{served.info.version} is not served; serve it explicitly with "
+            f"models:/{name}@{CHALLENGER_ALIAS}, or promote a version."
+        )
 
     def _load_version(self, uri: str, alias: str | None) -> Served:
         try:
@@ -136,6 +173,10 @@ class ModelSet:
         for slot in list(self.slots.values()):
             _, alias, _ = parse_model_uri(slot.uri)
             old = slot.current.info
+            if slot.no_champion:
+                if self._champion_appeared(slot, alias):
+                    swaps.append((old.name, "none", str(slot.current.info.version)))
+                continue
             try:
                 info = self._resolve(slot.uri)
             except Exception as exc:
@@ -177,6 +218,35 @@ class ModelSet:
                 self.metrics.set_model(*slot.key, new.info, old)
                 self._clear_failing(slot)
         return swaps
+
+    def _champion_appeared(self, slot: ModelSlot, alias: str | None) -> bool:
+        """A slot without a champion: load the champion once the alias exists."""
+        try:
+            info = self._resolve(slot.uri)
+        except Exception:  # still no champion (or the registry is down): keep answering HOLD
+            return False
+        if slot.failed_version == str(info.version):
+            return False
+        try:
+            model = self._load(f"models:/{info.name}/{info.version}")
+        except Exception as exc:
+            slot.failed_version = str(info.version)
+            log.error(f"{info.name}: champion v{info.version} failed to load: {exc}")
+            return False
+        new = _served(model, alias)
+        slot.current = new
+        slot.no_champion = None
+        slot.error = None
+        slot.failed_version = None
+        slot.reloads += 1
+        log.info(f"{info.name}: champion v{info.version} appeared; serving it (run {info.run_id})")
+        if self.journal:
+            self.journal.record_model_event(
+                *slot.key, "champion_appeared", None, str(info.version), slot.uri
+            )
+        if self.metrics:
+            self.metrics.set_model(*slot.key, new.info, None)
+        return True
 
     def _failed(self, slot: ModelSlot, version: str | None, message: str) -> None:
         first = slot.error != message
@@ -233,11 +303,18 @@ class ModelSet:
                     "version": str(cur.info.version),
                     "alias": cur.info.alias,
                     "min_bars": int(cur.model.min_bars),
-                    "model_status": "reload_failed" if slot.error else "ok",
-                    "model_error": slot.error,
+                    "model_status": slot_status(slot),
+                    "model_error": slot.no_champion or slot.error,
                 }
             )
         return out
+
+
+def slot_status(slot: ModelSlot) -> str:
+    """``no_champion`` | ``reload_failed`` | ``ok`` (the heartbeat's ``model_status``)."""
+    if slot.no_champion:
+        return NO_CHAMPION
+    return "reload_failed" if slot.error else "ok"
 
 
 def _served(model: ServingModel, alias: str | None) -> Served:
