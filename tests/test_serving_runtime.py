@@ -439,3 +439,35 @@ def test_rest_resolver_reads_the_tracking_servers_api(monkeypatch) -> None:
         {"name": "m", "alias": "champion"},
         "Bearer t0k",
     )
+
+
+@pytest.mark.slow
+def test_hot_reload_through_the_control_step(trained_model_store: TrainedStore, tmp_path: Path):
+    """``ModelSet`` on the lean backend: the alias moves to a new version, the poll resolves
+    it from SQLite, the fetch subprocess materialises it, the slot swaps; the alias moving to a
+    version that does not exist keeps the old model and reports the failure."""
+    from mlflow import MlflowClient
+
+    from aibridge.server.models import ModelSet
+    from aibridge.serving.registry import lean_backend
+
+    tracking, name = trained_model_store.tracking_uri, trained_model_store.model_name
+    client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
+    v1 = client.get_model_version(name, "1")
+    stored = client.get_model_version_download_uri(name, "1")  # v1's files, as a new version
+    v2 = client.create_model_version(name, stored, run_id=v1.run_id, tags=v1.tags)
+    client.set_registered_model_alias(name, "lean-reload", "1")
+    resolver, loader = lean_backend(tracking, tmp_path / "cache")
+    models = ModelSet([f"models:/{name}@lean-reload"], resolver=resolver, loader=loader)
+    models.load_all()
+    slot = next(iter(models.slots.values()))
+    assert type(slot.current.model).__name__ == "LeanModel"
+    assert (slot.current.info.version, slot.current.info.alias) == ("1", "lean-reload")
+    assert models.poll_once() == []
+    client.set_registered_model_alias(name, "lean-reload", v2.version)
+    assert models.poll_once() == [(name, "1", str(v2.version))]
+    assert slot.current.info.version == str(v2.version)
+    assert (tmp_path / "cache" / f"{name}-v{v2.version}" / MANIFEST).is_file()
+    client.delete_model_version(name, v2.version)  # the alias goes with it
+    assert models.poll_once() == []
+    assert slot.current.info.version == str(v2.version) and "lean-reload" in (slot.error or "")
