@@ -5,6 +5,12 @@ uses the *same bundled files* directly: the model's own ``features.py`` on the w
 recent candles, the native LightGBM booster, and the model's own ``decision.py``. Because the
 features are window-exact (see ``features``), this gives bit-identical decisions to
 ``pyfunc.predict`` on the full history, which the tests check on every bar of the sample.
+
+This loader imports MLflow, the lightgbm package (which imports pandas and scikit-learn) and
+numba: ~410 MB resident in the server. :mod:`aibridge.serving` is the lean data plane with the
+same ``decide`` bits in ~80 MB; ``aibridge.serving.fetch`` uses this module to check it.
+The value types (``ModelInfo``, ``Decision``, the errors) live in ``aibridge.serving.types``
+and are re-exported here.
 """
 
 from __future__ import annotations
