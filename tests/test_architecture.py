@@ -148,7 +148,7 @@ aibridge.server.keys aibridge.server.ledger aibridge.server.logs aibridge.server
 aibridge.server.models aibridge.server.run aibridge.server.settings aibridge.server.status
 aibridge.settings aibridge.stages aibridge.stages.common aibridge.stages.evaluate
 aibridge.stages.features aibridge.stages.ingest aibridge.stages.labels aibridge.stages.params
-aibridge.stages.train aibridge.sweep aibridge.tracking
+aibridge.stages.runs aibridge.stages.train aibridge.sweep aibridge.tracking
 """.split()
 
 

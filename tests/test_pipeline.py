@@ -125,13 +125,15 @@ def test_queued_experiment_logs_into_the_project_store(mutable_project: Path) ->
     """`dvc exp run --queue` runs in .dvc/tmp/exps/...; its MLflow run must land in our store."""
     run(["git", "add", "-A"], mutable_project)
     run(["git", "commit", "-q", "-m", "before queue"], mutable_project)
-    run([str(BIN / "dvc"), "exp", "run", "--queue", "-S", "model.num_leaves=7"], mutable_project)
+    # A value the committed params don't have, so the queued run trains (DVC outputs are
+    # deterministic: an unchanged variant would rightly skip every stage).
+    run([str(BIN / "dvc"), "exp", "run", "--queue", "-S", "model.num_leaves=9"], mutable_project)
     out = run([str(BIN / "dvc"), "exp", "run", "--run-all"], mutable_project)
     assert "Running stage 'train'" in out.stdout + out.stderr
     client = mlflow_client(f"sqlite:///{mutable_project / 'mlflow.db'}")
     experiments = [e.experiment_id for e in client.search_experiments()]
     leaves = {r.data.params.get("model.num_leaves") for r in client.search_runs(experiments)}
-    assert "7" in leaves
+    assert "9" in leaves
     assert not list((mutable_project / ".dvc" / "tmp").rglob("mlflow.db"))
 
 
@@ -161,3 +163,20 @@ def test_a_run_leaves_a_clean_tree_and_a_fresh_run_reproduces_the_lock(tmp_path:
         f"a fresh run changed tracked files:\n{status}\n"
         + run(["git", "diff", "--stat"], root).stdout
     )
+
+
+def test_stages_find_the_train_run_in_mlflow_without_train_run_json(
+    mutable_project: Path,
+) -> None:
+    """artifacts/train_run.json is not a DVC output: where it is missing (a queued experiment's
+    workspace, a fresh clone), the run is found in MLflow by the bundle's content hash."""
+    import json
+    import sys
+
+    record = json.loads((mutable_project / "artifacts" / "train_run.json").read_text())
+    (mutable_project / "artifacts" / "train_run.json").unlink()
+    run([sys.executable, "pipelines/evaluate.py"], mutable_project)
+    found = json.loads((mutable_project / "artifacts" / "train_run.json").read_text())
+    assert found["found_by"] == "aibridge.model_md5"
+    for key in ("run_id", "model_uri", "model_md5", "data_hash", "git_commit", "trained_at"):
+        assert found[key] == record[key], key

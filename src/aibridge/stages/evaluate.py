@@ -10,7 +10,13 @@ import pandas as pd
 
 from aibridge.decision import CLASSES, HOLD
 from aibridge.settings import PipelineSettings, pipeline_settings
-from aibridge.stages.common import StagePaths, console, read_json, run_stage, write_json
+from aibridge.stages.common import (
+    StagePaths,
+    console,
+    run_stage,
+    write_json,
+)
+from aibridge.stages.runs import read_train_run
 from aibridge.tracking import configure_mlflow
 from aibridge.training import classification_metrics, confusion
 
@@ -77,7 +83,7 @@ def evaluate(settings: PipelineSettings, paths: StagePaths) -> dict[str, float]:
 
     import mlflow
 
-    run = read_json(paths.train_run)
+    run = read_train_run(paths, settings.tracking_mapping)
     configure_mlflow(settings.tracking_mapping)
     with mlflow.start_run(run_id=run["run_id"]):
         mlflow.log_metrics({f"eval_test_{k}": v for k, v in metrics.items()})

@@ -41,6 +41,7 @@ from aibridge.stages.common import (
     run_stage,
     write_json,
 )
+from aibridge.stages.runs import MODEL_MD5_TAG, MODEL_URI_TAG, bundle_md5
 from aibridge.tracking import configure_mlflow, data_hash, ensure_experiment, git_commit
 from aibridge.training import (
     DecisionFit,
@@ -312,6 +313,8 @@ def log_run(
                 "broker_clock.source": clock.source,
                 "broker_clock.dst": str(clock.dst),
                 "broker_clock.evidence": clock.evidence[:5000],
+                "aibridge.trained_at": logged_bundle.trained_at,
+                MODEL_MD5_TAG: bundle_md5(paths.model_dir),
             }
         )
         mlflow.log_metric("best_iteration", fitted.best_iteration)
@@ -334,12 +337,14 @@ def log_run(
             input_example=example,
             pip_requirements=_pinned_requirements(),
         )
+        mlflow.set_tag(MODEL_URI_TAG, logged.model_uri)
         run_id = run.info.run_id
     return {
         "run_id": run_id,
         "experiment_id": experiment_id,
         "model_uri": logged.model_uri,
         "model_id": getattr(logged, "model_id", None),
+        "model_md5": bundle_md5(paths.model_dir),
         "tracking_uri": tracking_uri,
         "data_hash": bundle.data_hash,
         "git_commit": logged_bundle.git_commit,
