@@ -63,7 +63,10 @@ def register(cfg: DictConfig, paths: StagePaths) -> dict:
     if move:
         verdict = "promoted to champion"
     elif alias_version(MlflowClient(), reg.name, champion_alias) is None:
-        verdict = "registered as challenger only; there is NO champion (nothing is served)"
+        verdict = (
+            "registered as challenger only; there is NO champion: a server on @champion answers "
+            "HOLD (no_champion); serve @challenger explicitly or `aibridge promote` by hand"
+        )
     else:
         verdict = "champion kept; registered as challenger"
     console.print(f"gate: {verdict} — {decision.reason}")
