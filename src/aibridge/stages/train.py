@@ -267,6 +267,50 @@ def write_predictions(path: Path, rows: TrainingRows, split: Split, fitted: Fitt
     pd.concat(frames, ignore_index=True).to_parquet(path, index=False)
 
 
+def _log_training(
+    settings: PipelineSettings,
+    paths: StagePaths,
+    rows: TrainingRows,
+    split: Split,
+    fitted: Fitted,
+    logged_bundle: BundleSettings,
+    clock: BrokerClock,
+) -> None:
+    """Into the active MLflow run: the config, lineage tags, metrics and plots."""
+    import mlflow
+
+    fit_ = fitted.fit
+    mlflow.log_params(
+        {k: str(v)[:500] for k, v in flatten(settings.model_dump(mode="json")).items()}
+    )
+    mlflow.log_param("broker_utc_offset_s", str(clock.utc_offset_s))
+    mlflow.set_tags(
+        {
+            "git_commit": logged_bundle.git_commit,
+            "data_hash": logged_bundle.data_hash,
+            "symbol": logged_bundle.symbol,
+            "timeframe": logged_bundle.timeframe,
+            "feature_set_version": logged_bundle.feature_set_version,
+            "dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
+            "broker_clock.source": clock.source,
+            "broker_clock.dst": str(clock.dst),
+            "broker_clock.evidence": clock.evidence[:5000],
+            "aibridge.trained_at": logged_bundle.trained_at,
+            MODEL_MD5_TAG: bundle_md5(paths.model_dir),
+        }
+    )
+    mlflow.log_metric("best_iteration", fitted.best_iteration)
+    mlflow.log_param("decision.ev_margin", str(fit_.ev_margin))
+    mlflow.set_tag("decision.edge", str(fit_.ev_margin is not None).lower())
+    mlflow.log_dict(logged_bundle.decision_validation, "decision/validation_margins.json")
+    for part, values in fitted.metrics.items():
+        mlflow.log_metrics({f"{part}_{k}": v for k, v in values.items()})
+    mlflow.log_figure(importance_png(fitted.booster, rows.names), "plots/feature_importance.png")
+    mlflow.log_figure(
+        confusion_png(rows.y[split.test], fitted.proba["test"]), "plots/confusion_test.png"
+    )
+
+
 def log_run(
     settings: PipelineSettings,
     paths: StagePaths,
@@ -298,37 +342,7 @@ def log_run(
         ) as run,
     ):
         artifacts = write_bundle(Path(tmp) / "model", fitted.booster, logged_bundle)
-        mlflow.log_params(
-            {k: str(v)[:500] for k, v in flatten(settings.model_dump(mode="json")).items()}
-        )
-        mlflow.log_param("broker_utc_offset_s", str(clock.utc_offset_s))
-        mlflow.set_tags(
-            {
-                "git_commit": logged_bundle.git_commit,
-                "data_hash": bundle.data_hash,
-                "symbol": bundle.symbol,
-                "timeframe": bundle.timeframe,
-                "feature_set_version": bundle.feature_set_version,
-                "dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
-                "broker_clock.source": clock.source,
-                "broker_clock.dst": str(clock.dst),
-                "broker_clock.evidence": clock.evidence[:5000],
-                "aibridge.trained_at": logged_bundle.trained_at,
-                MODEL_MD5_TAG: bundle_md5(paths.model_dir),
-            }
-        )
-        mlflow.log_metric("best_iteration", fitted.best_iteration)
-        mlflow.log_param("decision.ev_margin", str(fit_.ev_margin))
-        mlflow.set_tag("decision.edge", str(fit_.ev_margin is not None).lower())
-        mlflow.log_dict(bundle.decision_validation, "decision/validation_margins.json")
-        for part, values in fitted.metrics.items():
-            mlflow.log_metrics({f"{part}_{k}": v for k, v in values.items()})
-        mlflow.log_figure(
-            importance_png(fitted.booster, rows.names), "plots/feature_importance.png"
-        )
-        mlflow.log_figure(
-            confusion_png(rows.y[split.test], fitted.proba["test"]), "plots/confusion_test.png"
-        )
+        _log_training(settings, paths, rows, split, fitted, logged_bundle, clock)
         logged = mlflow.pyfunc.log_model(
             name="model",
             python_model=pyfunc_code_path(),
