@@ -409,7 +409,14 @@ app.command("sweep")(sweep)
 
 
 def main() -> None:
-    app()
+    """Entry point: every aibridge error ends in one line on stderr and exit 1."""
+    from aibridge.errors import AibridgeError, print_error
+
+    try:
+        app()
+    except AibridgeError as exc:
+        print_error(exc)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ from pathlib import Path
 import zmq
 import zmq.auth
 
+from aibridge.errors import AibridgeError
 
-class CurveKeyError(ValueError):
+
+class CurveKeyError(AibridgeError, ValueError):
     """A key file is missing or unreadable (message is user-facing)."""
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aibridge.errors import AibridgeError
+
 if TYPE_CHECKING:
     from aibridge.bundle import ModelInfo, ServingModel
     from aibridge.server.journal import Journal
@@ -33,7 +35,7 @@ Resolver = Callable[[str], "ModelInfo"]
 Loader = Callable[[str], "ServingModel"]
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(AibridgeError, RuntimeError):
     """A configured model could not be resolved or loaded (message is user-facing)."""
 
 

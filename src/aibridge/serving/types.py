@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from aibridge.errors import AibridgeError
+
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))?$")
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(AibridgeError):
     """The model cannot be resolved or loaded; the message says which and why."""
 
 
