@@ -249,7 +249,10 @@ def test_pipeline_logs_and_registers_on_the_shared_server(
 
     client = MlflowClient(tracking_uri=mlflow_server.uri, registry_uri=mlflow_server.uri)
     run_ = client.get_run(train_run["run_id"])
-    assert run_.data.params["model.num_leaves"] == "31"
+    import yaml
+
+    conf = yaml.safe_load((root / "conf" / "model" / "lightgbm.yaml").read_text())
+    assert run_.data.params["model.num_leaves"] == str(conf["num_leaves"])
     assert "test_log_loss" in run_.data.metrics
     assert run_.info.artifact_uri.startswith("mlflow-artifacts:/")
     # the sample has no edge: the gate registers v1 as challenger only, no champion
