@@ -297,6 +297,8 @@ def markdown(results: dict) -> str:
         ]
         for name, (value, op, target, met) in results["goals"].items():
             lines.append(f"| {name} | {value} | {op} {target} | {'met' if met else 'NOT MET'} |")
+    if results.get("note"):
+        lines += ["", results["note"]]
     return "\n".join(lines)
 
 
