@@ -153,7 +153,7 @@ def markdown(r: dict) -> str:
         f"| validate_candles | {r['validate_s']:.3f} |",
         f"| **reader + validation** | **{r['total_s']:.3f}** ({r['rows_per_s']:,} rows/s) |",
         f"| baseline: bare pandas.read_csv | {r['baseline_pandas_read_csv_s']:.3f} |",
-        f"| peak RSS, a process reading + validating it | {r.get('peak_rss_mb_fresh_process')} MB |",
+        f"| peak RSS, reading + validating | {r.get('peak_rss_mb_fresh_process')} MB |",
     ]
     if r["baseline_row_reader_s"] == r["baseline_row_reader_s"]:  # not NaN: measured
         lines.append(
