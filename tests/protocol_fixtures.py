@@ -149,6 +149,7 @@ def build_fixtures(min_bars: int) -> dict[str, dict[str, Any]]:
                 "min_lot_policy": "skip",
                 "close_on_opposite": True,
                 "max_hold_bars": 24,
+                "exposure_policy": "shrink",
             },
             "instrument": {
                 "digits": 5,

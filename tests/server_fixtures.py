@@ -30,6 +30,7 @@ RISK = {
     "min_lot_policy": "skip",
     "close_on_opposite": True,
     "max_hold_bars": 24,
+    "exposure_policy": "shrink",
 }
 
 

@@ -196,7 +196,8 @@ void UpdateComment()
    if(g_modelVersion!="")
       s+="model "+g_hb.model_name+" v"+g_modelVersion+(g_hb.model_alias=="" ? "" : " @"+g_hb.model_alias)+
          "   min_bars "+IntegerToString(g_hb.min_bars)+
-         (g_hb.model_status=="ok" ? "" : "   RELOAD FAILED: "+g_hb.model_error)+"\n";
+         (g_hb.model_status=="ok" ? "" : (g_hb.model_status=="no_champion" ? "   NO CHAMPION (HOLD only): " :
+                                           "   RELOAD FAILED: ")+g_hb.model_error)+"\n";
    else
       s+="model: unknown (no successful heartbeat yet)\n";
    s+="risk ("+g_riskSource+"): "+g_riskLine+"\n";
@@ -229,6 +230,7 @@ void ApplyRiskSettings()
    int start_hour=InpTradeStartHour;
    int end_hour=InpTradeEndHour;
    bool use_min=InpUseMinLot;
+   bool shrink=true;   // risk.exposure_policy; an older server does not send it: shrink
    bool close_opposite=InpCloseOnOpposite;
    int max_hold=InpMaxHoldBars;
    string source="inputs";
@@ -266,6 +268,10 @@ void ApplyRiskSettings()
          use_min=(g_hb.min_lot_policy=="use_min");
       else
          ignored+=" min_lot_policy";
+      if(g_hb.exposure_policy=="shrink" || g_hb.exposure_policy=="skip")
+         shrink=(g_hb.exposure_policy=="shrink");
+      else
+         ignored+=" exposure_policy";
       if(g_hb.has_exit_policy && g_hb.max_hold_bars>=0)
         {
          close_opposite=g_hb.close_on_opposite;
@@ -280,6 +286,7 @@ void ApplyRiskSettings()
                "%, max positions "+IntegerToString(positions)+", max lots "+Fmt(lots,2)+
                ", min confidence "+Fmt(conf,2)+", hours "+IntegerToString(start_hour)+"-"+
                IntegerToString(end_hour)+(use_min ? ", min lot if below" : ", skip if below min lot")+
+               (shrink ? ", shrink to max lots" : ", skip past max lots")+
                ", exits: "+(close_opposite ? "opposite signal" : "no signal exit")+", "+
                (max_hold>0 ? "time "+IntegerToString(max_hold)+" bars" : "no time exit");
    bool changed=(line!=g_riskLine || source!=g_riskSource);
@@ -292,6 +299,7 @@ void ApplyRiskSettings()
    g_tradeStartHour=start_hour;
    g_tradeEndHour=end_hour;
    g_useMinLot=use_min;
+   g_exposureShrink=shrink;
    g_closeOnOpposite=close_opposite;
    g_maxHoldBars=max_hold;
    g_riskSource=source;
@@ -409,7 +417,9 @@ void Heartbeat()
          Log("config_warning",rid,0,"server digits "+IntegerToString(g_hb.digits)+" != chart Digits "+
              IntegerToString(Digits)+": SL/TP distances use the server's point "+Fmt(g_hb.point,8));
      }
-   if(g_hb.model_status!="ok")
+   if(g_hb.model_status=="no_champion")
+      Log("model_no_champion",rid,0,g_hb.model_error);
+   else if(g_hb.model_status!="ok")
       Log("model_reload_failed",rid,0,g_hb.model_error);
    if(!g_hbOk && g_hbEverOk)
       Print("AIBridge: heartbeat back after ",g_hbFailStreak," failure(s)");

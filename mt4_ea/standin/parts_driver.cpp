@@ -140,7 +140,8 @@ int main(int argc, char **argv) {
                 << "\nrisk.max_total_lots\t" << g(hb.max_total_lots) << "\nrisk.min_confidence\t"
                 << g(hb.min_confidence) << "\nrisk.trading_start_hour\t" << hb.trading_start_hour
                 << "\nrisk.trading_end_hour\t" << hb.trading_end_hour << "\nrisk.min_lot_policy\t"
-                << hb.min_lot_policy << "\nmodel_status\t" << hb.model_status
+                << hb.min_lot_policy << "\nrisk.exposure_policy\t" << hb.exposure_policy
+                << "\nmodel_status\t" << hb.model_status
                 << "\nhas_exit_policy\t" << hb.has_exit_policy << "\nrisk.close_on_opposite\t"
                 << hb.close_on_opposite << "\nrisk.max_hold_bars\t" << hb.max_hold_bars
                 << "\nhas_instrument\t" << hb.has_instrument << "\ninstrument.digits\t"

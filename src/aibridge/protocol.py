@@ -395,6 +395,9 @@ class RiskBlock(BaseModel):
     max_hold_bars: int = Field(
         default=24, description="close at the open this many bars after entry; 0 = never"
     )
+    exposure_policy: Literal["shrink", "skip"] = Field(
+        default="shrink", description="an order past max_total_lots: shrink it to fit, or skip it"
+    )
 
 
 class InstrumentBlock(BaseModel):

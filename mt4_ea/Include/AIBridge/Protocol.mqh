@@ -326,6 +326,7 @@ struct AibHeartbeat
    long              trading_start_hour;   // server time, inclusive
    long              trading_end_hour;     // exclusive, wraps past midnight
    string            min_lot_policy;       // skip | use_min
+   string            exposure_policy;      // shrink | skip (not sent: shrink)
    bool              has_exit_policy;      // risk.close_on_opposite and risk.max_hold_bars sent
    bool              close_on_opposite;
    long              max_hold_bars;        // 0 = no time exit
@@ -374,6 +375,7 @@ bool AIB_ReadHeartbeat(const CAibJson &doc,AibHeartbeat &hb)
    hb.trading_start_hour=doc.GetLong("risk.trading_start_hour",-1);
    hb.trading_end_hour=doc.GetLong("risk.trading_end_hour",-1);
    hb.min_lot_policy=doc.GetString("risk.min_lot_policy","");
+   hb.exposure_policy=doc.GetString("risk.exposure_policy","shrink");
    hb.has_exit_policy=(doc.Type("risk.close_on_opposite")==AIB_JSON_BOOL &&
                        doc.Type("risk.max_hold_bars")==AIB_JSON_NUMBER);
    hb.close_on_opposite=doc.GetBool("risk.close_on_opposite",false);

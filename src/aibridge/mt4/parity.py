@@ -514,7 +514,9 @@ def _no_cfg() -> Any:
 
 
 def _sample_store(root: Path, tracking_uri: str | None) -> tuple[str, str] | None:
-    """The project's champion after ``dvc repro``: (tracking URI, model URI), or None."""
+    """The project's served model after ``dvc repro``: (tracking URI, model URI) of the
+    champion, else of the challenger (the sample has no edge, so the gate registers its model
+    as challenger only), or None when the store has neither."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -522,13 +524,14 @@ def _sample_store(root: Path, tracking_uri: str | None) -> tuple[str, str] | Non
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         return None
     name = "aibridge-EURUSD-H1"
-    try:
-        MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(
-            name, "champion"
-        )
-    except MlflowException:
-        return None
-    return uri, f"models:/{name}@champion"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for alias in ("champion", "challenger"):
+        try:
+            client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            continue
+        return uri, f"models:/{name}@{alias}"
+    return None
 
 
 def _write_case(out: Path, case: ParityCase) -> None:
@@ -586,13 +589,13 @@ def main(argv: list[str] | None = None) -> int:
         if not a.skip_sample:
             store = _sample_store(root, a.sample_tracking_uri)
             if store is None:  # two repros at once only fight over the cores: one after the other
-                print("sample: no champion in ./mlflow.db; dvc repro of the sample in a temp copy")
+                print("sample: no model in ./mlflow.db; dvc repro of the sample in a temp copy")
                 t = time.perf_counter()
                 model = synthetic.repro_project(work / "sample-project", csv)
                 setup["sample_repro"] = time.perf_counter() - t
                 store = (model.tracking_uri, model.model_uri)
                 project = model.root
-                note.append("champion from a temp dvc repro (./mlflow.db had none)")
+                note.append(f"{store[1]} from a temp dvc repro (./mlflow.db had none)")
         if not a.skip_synthetic:
             params = synthetic.PlantedEdge(bars=a.bars, seed=a.seed)
             pending_model = pool.submit(

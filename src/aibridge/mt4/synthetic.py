@@ -244,14 +244,30 @@ def repro_project(
     _run(["git", "commit", "-q", "-m", "parity project"], root)
     _run([str(Path(sys.executable).parent / "dvc"), "repro", "-q"], root)
     name = f"aibridge-{symbol}-H1"
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     return RegisteredModel(
         root=root,
         csv_path=csv_path,
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        tracking_uri=tracking_uri,
         model_name=name,
-        model_uri=f"models:/{name}@champion",
+        model_uri=f"models:/{name}@{served_alias(tracking_uri, name)}",
         seconds=time.perf_counter() - started,
     )
+
+
+def served_alias(tracking_uri: str, name: str) -> str:
+    """``champion`` when the gate promoted a version, else ``challenger``: a series without
+    an edge (the bundled sample) registers its model as challenger only, and is then compared
+    through that alias, explicitly."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        client.get_model_version_by_alias(name, "champion")
+    except MlflowException:
+        return "challenger"
+    return "champion"
 
 
 def register_synthetic_model(
