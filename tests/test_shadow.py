@@ -185,7 +185,8 @@ def test_real_registry_shadow_and_drift(trained_model_store, tmp_path: Path) -> 
         thread.join(timeout=15)
     assert shadow["challenger"] == f"{NAME} v1" and shadow["decisions"] == 120
     assert shadow["agreement"] == 1.0  # the same version on both aliases
-    assert drift["enabled"] and drift["reference"].endswith("features.parquet")
+    # training stores the reference in the bundle (the parquet table is only the fallback)
+    assert drift["enabled"] and drift["reference"].endswith("bundle")
     assert drift["rows"] == 120 and drift["psi_median"] is not None
     assert drift["psi_median"] < 0.2, drift  # the sample's own bars: no drift alert
 

@@ -325,12 +325,18 @@ def _served(model: ServingModel, alias: str | None) -> Served:
 
 
 def registry_backend(
-    tracking_uri: str | None, cache_dir: Path | None = None
+    tracking_uri: str | None, cache_dir: Path | None = None, runtime: str = "full"
 ) -> tuple[Resolver, Loader]:
-    """The real resolver/loader from :mod:`aibridge.bundle`, bound to one MLflow store.
+    """The real resolver/loader bound to one MLflow store: ``runtime="lean"`` uses
+    :mod:`aibridge.serving` (registry lookups and downloads in a control step; the request
+    path needs neither MLflow, pandas nor scikit-learn), ``"full"`` :mod:`aibridge.bundle`.
 
     ``cache_dir`` keeps downloaded versions across restarts (one folder per version).
     """
+    if runtime == "lean":
+        from aibridge.serving.registry import lean_backend
+
+        return lean_backend(tracking_uri, cache_dir)
     from mlflow.tracking import MlflowClient
 
     from aibridge.bundle import load_serving_model, resolve_model_uri

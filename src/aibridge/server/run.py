@@ -52,7 +52,7 @@ def build_server(settings: ServeSettings) -> SignalServer:
     journal = Journal(settings.journal_path)
     metrics = ServerMetrics()
     tracking = tracking_uri_for(settings)
-    resolver, loader = registry_backend(tracking, settings.model_cache_dir)
+    resolver, loader = registry_backend(tracking, settings.model_cache_dir, settings.runtime)
     models = ModelSet(
         settings.models, resolver=resolver, loader=loader, journal=journal, metrics=metrics
     )

@@ -70,6 +70,11 @@ class ServeSettings(BaseModel):
     max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, gt=0)
     journal_path: Path = Path("journal/aibridge.sqlite")
     model_cache_dir: Path = Path("artifacts/serve-models")
+    runtime: Literal["lean", "full"] = Field(
+        default="lean",
+        description="lean: the request path without MLflow/pandas/sklearn (aibridge.serving); "
+        "full: the MLflow-loaded bundle (aibridge.bundle)",
+    )
     log_path: Path | None = Path("logs/aibridge-serve.jsonl")
     log_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     log_backups: int = Field(default=5, ge=0)
