@@ -291,6 +291,80 @@ def test_scripted_trade_opens_at_the_next_open_and_exits_by_time(
     assert closed.get("reason") == "time"
 
 
+def test_opposite_signal_closes_then_reverses_like_the_backtest(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    """BUY on bar 20, SELL on bar 24: at bar 25's open the long closes at Bid (reason signal),
+    then the short opens at Bid - the kernel's order (exits, then entries)."""
+    endpoint = _free_endpoint()
+    decisions = {times[20]: ("BUY", 5000.0, 5000.0), times[24]: ("SELL", 5000.0, 5000.0)}
+    server = ScriptedServer(endpoint, decisions).start()
+    try:
+        res = _replay(built, short_csv, tmp_path, endpoint)
+    finally:
+        server.stop()
+    bars = __import__("aibridge.mt4.replay", fromlist=["load_bars"]).load_bars(
+        short_csv, load_instrument("EURUSD")
+    )
+    trades = res.trades.sort_values("open_bar").reset_index(drop=True)
+    assert list(trades.side) == ["BUY", "SELL"], trades
+    long, short = trades.iloc[0], trades.iloc[1]
+    assert (long.open_bar, long.close_bar, long.close_reason) == (21, 25, "close")
+    assert long.close_price == pytest.approx(bars.open[25], abs=1e-9)
+    assert short.open_bar == 25 and short.open_price == pytest.approx(bars.open[25], abs=1e-9)
+    closed = [e for e in server.events() if e["event"] == "closed"]
+    assert (closed[0]["ticket"], closed[0].get("reason")) == (int(long.ticket), "signal")
+
+
+def test_instrument_mismatch_refuses_entries(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    """A model trained on a 3-digit quote (another broker's specs): the EA refuses to trade,
+    says why in the journal; the same run with the check off trades."""
+    endpoint = _free_endpoint()
+    other = {"instrument": {"digits": 3, "point": 0.001, "tick_size": 0.001, "contract_size": 1e5}}
+    decisions = {times[20]: ("BUY", 5000.0, 5000.0)}
+    server = ScriptedServer(endpoint, decisions, heartbeat=other).start()
+    try:
+        res = _replay(built, short_csv, tmp_path / "on", endpoint)
+        rows = _journal(res)
+        off = _replay(
+            built, short_csv, tmp_path / "off", endpoint, inputs={"InpCheckInstrument": False}
+        )
+    finally:
+        server.stop()
+    assert len(res.trades) == 0 and res.summary["counts"].get("orders_opened", 0) == 0
+    mismatch = _events(rows, "instrument_mismatch")
+    assert mismatch and "digits 5 vs model 3" in mismatch[0]["detail"]
+    blocks = [
+        r for r in _events(rows, "risk_block") if r["detail"].startswith("instrument_mismatch")
+    ]
+    assert len(blocks) == 1
+    assert len(off.trades) == 1
+
+
+def test_spread_limit_compares_the_models_points(
+    built: Any, short_csv: Path, times: list[int], tmp_path: Path
+) -> None:
+    """A 4-digit model (point 0.0001) with max_spread_points 2 on a 5-digit broker whose spread
+    is 5 broker points = 0.5 model points: the spread is within the limit (comparing the raw
+    5 with 2 would block every entry)."""
+    endpoint = _free_endpoint()
+    hb = {"point": 0.0001, "digits": 4}
+    decisions = {times[20]: ("BUY", 50.0, 50.0)}  # model points: 50 x 0.0001 = 0.0050
+    server = ScriptedServer(endpoint, decisions, risk={"max_spread_points": 2.0}, heartbeat=hb)
+    server.start()
+    try:
+        res = _replay(built, short_csv, tmp_path, endpoint, inputs={"InpCheckInstrument": False})
+    finally:
+        server.stop()
+    rows = _journal(res)
+    assert not [r for r in _events(rows, "risk_block") if "spread_too_wide" in r["detail"]]
+    assert len(res.trades) == 1
+    t = res.trades.iloc[0]
+    assert t.open_price - t.sl == pytest.approx(0.0050, abs=1e-9)
+
+
 def _expected_exit(bars: Any, i0: int, side: str, sl: float, tp: float) -> tuple[int, float, str]:
     """core.py step 3 for one position (gap at the open only after the entry bar, stop first)."""
     sp = 5 * 1e-5
