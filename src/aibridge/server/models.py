@@ -336,7 +336,7 @@ def registry_backend(
     if runtime == "lean":
         from aibridge.serving.registry import lean_backend
 
-        return lean_backend(tracking_uri, cache_dir)
+        return lean_backend(tracking_uri, cache_dir)  # type: ignore[return-value]
     from mlflow.tracking import MlflowClient
 
     from aibridge.bundle import load_serving_model, resolve_model_uri

@@ -79,6 +79,12 @@ def register(cfg: DictConfig, paths: StagePaths) -> dict:
         "model_uri": f"models:/{reg.name}/{reg.version}",
     }
     write_json(paths.reports / "registration.json", record)
+    # The stage's DVC output: what was registered, without run ids or version numbers, so a
+    # fresh clone (no artifacts/) reruns this stage and writes the same bytes (dvc.lock stays).
+    write_json(
+        paths.artifacts / "registered.json",
+        {"model_name": reg.name, "gate": {"promote": decision.promote, "reason": decision.reason}},
+    )
     console.print(f"register: {reg.name} v{reg.version} ({', '.join(aliases)})")
     return record
 
