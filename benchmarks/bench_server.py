@@ -143,10 +143,8 @@ def run_lean_runtime(port: int, model_uri: str, tracking_uri: str, cache: Path) 
 def run_lean_serve(serve_args: list[str], modules_file: Path) -> None:
     """``python -m aibridge.serving.serve serve`` (the server with the lean data plane as its
     registry backend), writing which heavy modules the process holds every two seconds."""
-    from aibridge.serving.serve import use_lean_backend
 
-    use_lean_backend()
-
+    # `aibridge serve` runs the lean data plane by default (serve.runtime: lean)
     def report() -> None:
         while True:
             held = sorted(m for m in HEAVY if m in sys.modules)
@@ -195,6 +193,8 @@ def start(role: str, port: int, args: argparse.Namespace, workdir: Path) -> subp
             "-m",
             "aibridge.server",
             "serve",
+            "--runtime",
+            "full",
             "--model",
             args.model,
             "--tracking-uri",

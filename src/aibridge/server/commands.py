@@ -78,6 +78,13 @@ def serve(
             "(predict answers clock_mismatch). Default from conf/serve: warn."
         ),
     ] = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            help="lean: no MLflow/pandas/sklearn on the request path (default); full: the "
+            "MLflow-loaded bundle. Same decisions."
+        ),
+    ] = None,
     shadow: Annotated[
         str | None,
         typer.Option(
@@ -103,6 +110,7 @@ def serve(
         "max_message_bytes": max_message_bytes,
         "model_cache_dir": model_cache_dir,
         "clock_mismatch": clock_mismatch,
+        "runtime": runtime,
         "shadow": {"alias": shadow} if shadow else None,
     }
     try:

@@ -1,26 +1,13 @@
 """``python -m aibridge.serving.serve serve --model ... [the serve options]``: the signal server
-with the lean data plane, until ``aibridge.server.models.registry_backend`` offers it itself.
-
-Same command, options, settings, journal, metrics, hot reload and CurveZMQ as
-``python -m aibridge.server serve``; only the models come from
-:func:`aibridge.serving.registry.lean_backend` (``LeanModel``; MLflow only in the fetch
-subprocess). The integration into the server proper is the three lines at the top of
-``registry_backend`` this module applies from outside.
+on the lean data plane — the same as ``aibridge serve``, whose default runtime is now lean
+(``serve.runtime: lean``; ``aibridge.server.models.registry_backend`` routes to
+:func:`aibridge.serving.registry.lean_backend`). Kept so existing service units keep working.
 """
 
 from __future__ import annotations
 
 
-def use_lean_backend() -> None:
-    """Route the server's registry backend to the lean runtime (before ``server.run`` loads)."""
-    import aibridge.server.models as models
-    from aibridge.serving.registry import lean_backend
-
-    models.registry_backend = lean_backend
-
-
 def main() -> None:
-    use_lean_backend()
     from aibridge.server.commands import serve_app
 
     serve_app()
