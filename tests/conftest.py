@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,10 @@ def run(
     full_env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "MPLBACKEND": "Agg"}
     full_env.pop("MLFLOW_TRACKING_URI", None)
     full_env.pop("MLFLOW_REGISTRY_URI", None)  # mlflow.set_registry_uri() exports it
+    # The CLI, run in-process from outside a project, points AIBRIDGE_HOME at its checkout:
+    # a project copy's stages must never inherit that (they would write into the checkout).
+    full_env.pop("AIBRIDGE_HOME", None)
+    full_env.pop("AIBRIDGE_CONF_DIR", None)
 
     full_env.update(env or {})
     result = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
@@ -47,6 +52,19 @@ def run(
             f"STDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr}"
         )
     return result
+
+
+@pytest.fixture(autouse=True)
+def _project_env_restored() -> Iterator[None]:
+    """An in-process CLI call may set AIBRIDGE_HOME/AIBRIDGE_CONF_DIR; no test leaks it."""
+    keys = ("AIBRIDGE_HOME", "AIBRIDGE_CONF_DIR")
+    saved = {k: os.environ.get(k) for k in keys}
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def make_project_copy(dest: Path) -> Path:
