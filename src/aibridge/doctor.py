@@ -273,7 +273,10 @@ def _check_models(uris: list[str], tracking_uri: str) -> list[Check]:
             try:
                 model = load_serving_model(uri, tracking_uri=tracking_uri, cache_dir=Path(tmp))
             except ModelLoadError as exc:
-                checks.append(Check("model", FAIL, f"{uri}: {exc}"))
+                checks.append(
+                    _no_champion_check(uri, tracking_uri, Path(tmp))
+                    or Check("model", FAIL, f"{uri}: {exc}")
+                )
                 continue
             except Exception as exc:
                 checks.append(Check("model", FAIL, f"{uri}: {type(exc).__name__}: {exc}"))
@@ -289,6 +292,30 @@ def _check_models(uris: list[str], tracking_uri: str) -> list[Check]:
                 )
             )
     return checks
+
+
+def _no_champion_check(uri: str, tracking_uri: str, cache: Path) -> Check | None:
+    """``models:/NAME@champion`` without a champion while NAME has a challenger: the backtest
+    gate promoted nothing. The server starts and answers HOLD (``no_champion``): a warning."""
+    from aibridge.bundle import load_serving_model
+
+    prefix, _, alias = uri.rpartition("@")
+    if alias != "champion" or not prefix.startswith("models:/"):
+        return None
+    try:
+        model = load_serving_model(
+            f"{prefix}@challenger", tracking_uri=tracking_uri, cache_dir=cache
+        )
+    except Exception:
+        return None
+    info = model.info
+    return Check(
+        "model",
+        WARN,
+        f"{uri}: no champion — the backtest gate promoted no version; the server answers HOLD "
+        f"(no_champion). Challenger: {info.name} v{info.version}; serve it explicitly "
+        f"(--model {prefix}@challenger) or `aibridge promote {info.version} --reason ...`",
+    )
 
 
 def _check_ports(settings: Any) -> list[Check]:
