@@ -18,7 +18,8 @@ def test_readme_benchmark_tables_match_results_json():
         check=False,
     )
     assert proc.returncode == 0, (
-        f"{proc.stdout}{proc.stderr}run: .venv/bin/python benchmarks/readme_tables.py --write README.md"
+        f"{proc.stdout}{proc.stderr}"
+        "run: .venv/bin/python benchmarks/readme_tables.py --write README.md"
     )
 
 
