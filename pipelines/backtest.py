@@ -1,6 +1,6 @@
-"""DVC stage `backtest` (logic in aibridge.backtest.stage)."""
+"""DVC stage `backtest` (logic in aibridge.stages.backtest)."""
 
-from aibridge.backtest.stage import main
+from aibridge.stages.backtest import main
 
 if __name__ == "__main__":
     main()

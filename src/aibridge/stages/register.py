@@ -5,40 +5,42 @@ from __future__ import annotations
 import dataclasses
 
 from mlflow import MlflowClient
-from omegaconf import DictConfig
 
 from aibridge.backtest.gate import load_decision
-from aibridge.config import to_container
 from aibridge.promotion import apply_gate
 from aibridge.registry import alias_version, register_version
+from aibridge.settings import PipelineSettings, pipeline_settings
 from aibridge.stages.common import StagePaths, console, read_json, run_stage, write_json
+from aibridge.stages.runs import read_train_run
 from aibridge.tracking import configure_mlflow
 
 
-def register(cfg: DictConfig, paths: StagePaths) -> dict:
-    run = read_json(paths.train_run)
+def register(settings: PipelineSettings, paths: StagePaths) -> dict:
+    settings = pipeline_settings(settings)
+    reg_cfg = settings.registry
+    run = read_train_run(paths, settings.tracking_mapping)
     metrics = read_json(paths.reports / "metrics.json")["test"]
-    configure_mlflow(to_container(cfg.tracking))
+    configure_mlflow(settings.tracking_mapping)
     tags = {
         "data_hash": run["data_hash"],
         "git_commit": run["git_commit"],
         "trained_at": run["trained_at"],
-        "symbol": cfg.instrument.symbol,
-        "timeframe": cfg.timeframe,
-        "model.num_leaves": cfg.model.num_leaves,
-        "labels.tp_atr_mult": cfg.labels.tp_atr_mult,
-        "labels.sl_atr_mult": cfg.labels.sl_atr_mult,
-        "labels.horizon": cfg.labels.horizon,
+        "symbol": settings.instrument.symbol,
+        "timeframe": settings.timeframe,
+        "model.num_leaves": settings.model.num_leaves,
+        "labels.tp_atr_mult": settings.labels.tp_atr_mult,
+        "labels.sl_atr_mult": settings.labels.sl_atr_mult,
+        "labels.horizon": settings.labels.horizon,
         "broker_utc_offset_s": run.get("broker_utc_offset_s"),
         "broker_dst": run.get("broker_dst"),
     } | {f"test_{k}": round(v, 4) for k, v in metrics.items()}
     reg = register_version(
         run["model_uri"],
-        str(cfg.registry.model_name),
+        reg_cfg.model_name,
         run["run_id"],
         tags,
-        str(cfg.registry.challenger_alias),
-        str(cfg.registry.champion_alias),
+        reg_cfg.challenger_alias,
+        reg_cfg.champion_alias,
     )
     # The backtest gate decides whether this challenger replaces the champion -- the first
     # version too: it is registered as challenger only and becomes champion only through the
@@ -46,7 +48,7 @@ def register(cfg: DictConfig, paths: StagePaths) -> dict:
     # so). registry.register_version still aliases the very first version as champion; that
     # alias is taken back here so the gate alone decides (and records the move).
     decision = load_decision(paths.reports / "backtest" / "gate.json")
-    champion_alias = str(cfg.registry.champion_alias)
+    champion_alias = reg_cfg.champion_alias
     if champion_alias in reg.aliases:
         MlflowClient().delete_registered_model_alias(reg.name, champion_alias)
         reg = dataclasses.replace(reg, aliases=[a for a in reg.aliases if a != champion_alias])
@@ -54,12 +56,12 @@ def register(cfg: DictConfig, paths: StagePaths) -> dict:
         reg.name,
         reg.version,
         decision,
-        champion_alias=str(cfg.registry.champion_alias),
+        champion_alias=champion_alias,
         journal=paths.reports / "promotions.jsonl",
     )
     aliases = reg.aliases
-    if move is not None and str(cfg.registry.champion_alias) not in aliases:
-        aliases = [*aliases, str(cfg.registry.champion_alias)]
+    if move is not None and champion_alias not in aliases:
+        aliases = [*aliases, champion_alias]
     if move:
         verdict = "promoted to champion"
     elif alias_version(MlflowClient(), reg.name, champion_alias) is None:
@@ -90,4 +92,4 @@ def register(cfg: DictConfig, paths: StagePaths) -> dict:
 
 
 def main() -> None:
-    run_stage("register", register)
+    run_stage("register", register, typed=True)
