@@ -101,7 +101,7 @@ def calibrate(proba: np.ndarray, calibration: dict[str, Any] | None) -> np.ndarr
     """
     proba = np.asarray(proba, dtype=np.float64)
     method = (calibration or {}).get("method", "none")
-    if method == "none":
+    if method == "none" or calibration is None:
         return proba
     out = np.empty_like(proba)
     for k in range(proba.shape[1]):

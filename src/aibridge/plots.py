@@ -36,7 +36,7 @@ def confusion_png(y: np.ndarray, proba: np.ndarray) -> Figure:
     ax.set_ylabel("actual")
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
-            ax.text(j, i, int(cm[i, j]), ha="center", va="center")
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center")
     ax.set_title("Confusion matrix (test)")
     fig.tight_layout()
     return fig

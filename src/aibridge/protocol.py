@@ -539,7 +539,7 @@ def clock_check(ea_offset_s: int | None, model_offset_s: int | None) -> str:
     return "ok" if ea == round(model_offset_s / step) * step else "mismatch"
 
 
-REPLY_MODELS: dict[str, type[_Reply]] = {
+REPLY_MODELS: dict[str, type[HeartbeatReply] | type[PredictReply] | type[TradeEventReply]] = {
     "heartbeat": HeartbeatReply,
     "predict": PredictReply,
     "trade_event": TradeEventReply,

@@ -251,11 +251,13 @@ def infer_broker_clock(
             note=f"{n} weekend(s) in the export, {min_weekends} needed",
         )
     fits = {}
-    for rule in RULES:
-        offset, agreeing = Counter(w.standard_offset_h(rule) for w in weekends).most_common(1)[0]
-        fits[rule] = (offset, agreeing)
+    for candidate in RULES:
+        offset, agreeing = Counter(w.standard_offset_h(candidate) for w in weekends).most_common(1)[
+            0
+        ]
+        fits[candidate] = (offset, agreeing)
     best = max(agreeing for _, agreeing in fits.values())
-    winners = [rule for rule in RULES if fits[rule][1] == best]
+    winners = [candidate for candidate in RULES if fits[candidate][1] == best]
     if best < min_agreement * n:
         return BrokerClock(
             None,

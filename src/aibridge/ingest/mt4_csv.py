@@ -26,6 +26,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -327,7 +328,8 @@ def _read_clean(
 
 def _arrow_table(
     body: memoryview, sep: str, width: int, has_header: bool, columns: dict[str, int]
-) -> object | None:
+) -> Any:
+    """The Arrow table of a clean body; None: some row does not fit (the row reader reports it)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -354,7 +356,7 @@ def _arrow_table(
     return table
 
 
-def _string_matrix(table: object, index: int) -> np.ndarray | None:
+def _string_matrix(table: Any, index: int) -> np.ndarray | None:
     """A string column whose values all have one length, as an (n, length) uint8 matrix."""
     column = table.column(index).combine_chunks()
     n = len(column)
@@ -399,11 +401,16 @@ def _fixed_width_times(date: np.ndarray | None, clock: np.ndarray | None) -> np.
         clock.shape[1] == 8 and not (clock[:, 5] == ord(":")).all()
     ):
         return None
-    year, month, day = (_digits(date, a, b) for a, b in _DIGIT_SPANS_DATE)
-    hour, minute = _digits(clock, 0, 2), _digits(clock, 3, 5)
-    second = _digits(clock, 6, 8) if clock.shape[1] == 8 else np.zeros(len(date), dtype=np.int64)
-    if any(x is None for x in (year, month, day, hour, minute, second)):
+    fields = [
+        *(_digits(date, a, b) for a, b in _DIGIT_SPANS_DATE),
+        _digits(clock, 0, 2),
+        _digits(clock, 3, 5),
+        _digits(clock, 6, 8) if clock.shape[1] == 8 else np.zeros(len(date), dtype=np.int64),
+    ]
+    digits = [x for x in fields if x is not None]
+    if len(digits) != len(fields):
         return None
+    year, month, day, hour, minute, second = digits
     if not ((year >= 1971) & (year <= 2200) & (month >= 1) & (month <= 12)).all():
         return None
     leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)

@@ -303,12 +303,12 @@ def reconcile(
     sl_dist = np.zeros(n)
     tp_dist = np.zeros(n)
     for d in data.decisions.itertuples(index=False):
-        i = index.get(int(d.bar_time))
-        if i is None:
+        at = index.get(int(d.bar_time))
+        if at is None:
             continue
-        signal[i] = ACTION_SIGN.get(str(d.action), 0)
-        sl_dist[i] = float(d.sl_points or 0.0) * point
-        tp_dist[i] = float(d.tp_points or 0.0) * point
+        signal[at] = ACTION_SIGN.get(str(d.action), 0)
+        sl_dist[at] = float(d.sl_points or 0.0) * point
+        tp_dist[at] = float(d.tp_points or 0.0) * point
     res = run_backtest(bars, signal, sl_dist, tp_dist, spec, risk, settings)
     bt = res.trades
     live = data.live.copy()
@@ -400,7 +400,7 @@ def reconcile(
     # signals: decision at bar i is acted on (or vetoed) at the open of bar i + 1
     live_bars = {(int(b), str(s)) for b, s in zip(live["bar"], live["side"], strict=True)}
     outcomes = []
-    for i in np.flatnonzero(signal):
+    for i in (int(k) for k in np.flatnonzero(signal)):
         side = "BUY" if signal[i] > 0 else "SELL"
         j = i + 1
         if j >= n:

@@ -166,7 +166,7 @@ def _symbol_period(csv_path: Path, symbol: str | None, period: int | None) -> tu
         raise ReplayError(
             f"cannot tell symbol/timeframe from {csv_path.name}: pass symbol= and period_minutes="
         )
-    sym, tf = parsed if parsed else (symbol, "")
+    sym, tf = parsed if parsed else ("", "")
     return symbol or sym, period or timeframe_minutes(tf)
 
 
@@ -358,8 +358,7 @@ def check_server(endpoint: str, symbol: str, timeframe: str, timeout_ms: int = 3
     import orjson
     import zmq
 
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.REQ)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     try:
         sock.connect(endpoint)

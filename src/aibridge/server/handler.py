@@ -91,13 +91,13 @@ class RequestHandler:
             reply, rec = self._error(err, raw)
         except Exception as exc:
             log.exception("internal error", extra={"type": rtype})
-            err = ProtocolError(
+            internal = ProtocolError(
                 ErrorCode.INTERNAL,
                 f"internal error: {type(exc).__name__}",
                 request_type=rtype,
                 request_id=_peek_request_id(raw),
             )
-            reply, rec = self._error(err, raw)
+            reply, rec = self._error(internal, raw)
         body = orjson.dumps(reply)
         elapsed = time.perf_counter() - t0
         rec.latency_us = int(elapsed * 1e6)
