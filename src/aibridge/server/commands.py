@@ -308,49 +308,123 @@ def _fmt_ts(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
+_TAIL_COLUMNS = {
+    "requests": ["id", "ts", "type", "request_id", "status", "code", "action",
+                 "model_version", "latency_us"],
+    "trade_events": ["id", "ts", "event", "symbol", "account", "ticket", "side", "price",
+                     "lots", "profit", "reason", "error_code", "model_version"],
+    "model_events": ["id", "ts", "symbol", "timeframe", "event", "from_version",
+                     "to_version", "detail"],
+    "reconcile": ["id", "ts", "account", "magic", "symbol", "positions", "ledger_open",
+                  "orphans", "unprotected", "missing_closes", "detail"],
+    "shadow": ["id", "ts", "symbol", "timeframe", "bar_time", "champion_version",
+               "champion_action", "challenger_version", "challenger_action",
+               "challenger_reason", "latency_us"],
+}  # fmt: skip
+
+
+def _cell(row: dict[str, Any], col: str, empty: str = "") -> str:
+    value = row.get(col)
+    if col == "ts" and value is not None:
+        return _fmt_ts(value)
+    return empty if value is None else str(value)
+
+
+def _line(row: dict[str, Any], cols: list[str]) -> str:
+    """A row as one line, empty cells as ``-`` so the columns stay countable."""
+    return "  ".join(_cell(row, c, "-") for c in cols)
+
+
+def _json_line(row: dict[str, Any]) -> None:
+    """One row as one line of JSON (``jq -c`` style), flushed: a pipe sees it at once."""
+    sys.stdout.write(orjson.dumps(row).decode() + "\n")
+    sys.stdout.flush()
+
+
 @journal_app.command("tail")
 def journal_tail(
-    n: Annotated[int, typer.Option("-n", help="How many rows.")] = 20,
+    n: Annotated[int, typer.Option("-n", help="How many of the newest rows to show first.")] = 20,
     table: Annotated[
         str, typer.Option(help="requests | trade_events | model_events | reconcile | shadow")
     ] = "requests",
     path: Annotated[
-        Path | None, typer.Option(help="Journal file (default from conf/serve).")
+        Path | None, typer.Option(help="Journal file (default: conf/serve's journal_path).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON lines (one object per line) instead of a table.")
+    ] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Keep printing new rows as the server writes them (Ctrl-C)."
+        ),
+    ] = False,
+    for_seconds: Annotated[
+        float | None,
+        typer.Option(help="With --follow: stop after this many seconds (scripts, tests)."),
+    ] = None,
+    interval: Annotated[
+        float, typer.Option(help="With --follow: seconds between polls of the journal.")
+    ] = 0.5,
 ) -> None:
-    """Show the newest journal rows."""
+    """Show the newest journal rows; --follow keeps printing new ones until Ctrl-C."""
     from aibridge.server import journal as j
 
+    file = _journal_path(path)
+    cols = _TAIL_COLUMNS.get(table)
+    if cols is None:
+        raise _fail(f"unknown journal table {table!r}; choose from {', '.join(_TAIL_COLUMNS)}")
+    if for_seconds is not None and not follow:
+        raise _fail("--for-seconds goes with --follow")
+    deadline = None if for_seconds is None else time.monotonic() + for_seconds
     try:
-        rows = j.tail(_journal_path(path), table, n)
-    except (FileNotFoundError, ValueError) as exc:
-        raise _fail(str(exc)) from None
-    if as_json:
-        for r in rows:
-            out.print_json(orjson.dumps(r).decode())
+        if follow and not file.is_file():
+            console.print(f"no journal at {file} yet; waiting for the server to create it")
+            while not file.is_file():
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                time.sleep(interval)
+        try:
+            rows = j.tail(file, table, n)
+        except (FileNotFoundError, ValueError) as exc:
+            raise _fail(str(exc)) from None
+        last_id = rows[-1]["id"] if rows else _max_id(j, file, table)
+        if as_json:
+            for r in rows:
+                _json_line(r)
+        elif follow:
+            out.print("  ".join(cols), highlight=False, soft_wrap=True)
+            for r in rows:
+                out.print(_line(r, cols), highlight=False, soft_wrap=True)
+        else:
+            t = Table(title=f"{table} (last {len(rows)})")
+            for c in cols:
+                t.add_column(c)
+            for r in rows:
+                t.add_row(*[_cell(r, c) for c in cols])
+            out.print(t)
+        while follow:
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            time.sleep(
+                interval
+                if deadline is None
+                else max(0.0, min(interval, deadline - time.monotonic()))
+            )
+            for r in j.rows_after(file, table, last_id):
+                last_id = r["id"]
+                if as_json:
+                    _json_line(r)
+                else:
+                    out.print(_line(r, cols), highlight=False, soft_wrap=True)
+    except KeyboardInterrupt:
         return
-    cols = {
-        "requests": ["id", "ts", "type", "request_id", "status", "code", "action",
-                     "model_version", "latency_us"],
-        "trade_events": ["id", "ts", "event", "symbol", "account", "ticket", "side", "price",
-                         "lots", "profit", "reason", "error_code", "model_version"],
-        "model_events": ["id", "ts", "symbol", "timeframe", "event", "from_version",
-                         "to_version", "detail"],
-        "reconcile": ["id", "ts", "account", "magic", "symbol", "positions", "ledger_open",
-                      "orphans", "unprotected", "missing_closes", "detail"],
-        "shadow": ["id", "ts", "symbol", "timeframe", "bar_time", "champion_version",
-                   "champion_action", "challenger_version", "challenger_action",
-                   "challenger_reason", "latency_us"],
-    }[table]  # fmt: skip
-    t = Table(title=f"{table} (last {len(rows)})")
-    for c in cols:
-        t.add_column(c)
-    for r in rows:
-        t.add_row(
-            *[_fmt_ts(r[c]) if c == "ts" else ("" if r[c] is None else str(r[c])) for c in cols]
-        )
-    out.print(t)
+
+
+def _max_id(j: Any, file: Path, table: str) -> int:
+    """The newest row id (0 for an empty table): --follow -n 0 starts after it."""
+    rows = j.tail(file, table, 1)
+    return int(rows[-1]["id"]) if rows else 0
 
 
 @journal_app.command("export")

@@ -454,6 +454,19 @@ def tail(path: Path, table: str = "requests", limit: int = 20) -> list[dict[str,
         return [dict(r) for r in reversed(rows.fetchall())]
 
 
+def rows_after(
+    path: Path, table: str = "requests", after_id: int = 0, limit: int = 10_000
+) -> list[dict[str, Any]]:
+    """Rows with ``id > after_id``, oldest first, at most ``limit`` (``journal tail --follow``
+    polls this with the last id it printed; a reader never blocks the server's writer: WAL)."""
+    _check_table(table)
+    with _readonly(path) as conn:
+        rows = conn.execute(
+            f"SELECT * FROM {table} WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+        )
+        return [dict(r) for r in rows.fetchall()]
+
+
 def iter_since(path: Path, since_ts: float, table: str = "requests") -> Iterator[dict[str, Any]]:
     """Rows with ``ts >= since_ts`` in order (for ``aibridge journal export --since``)."""
     _check_table(table)
