@@ -14,8 +14,15 @@ from aibridge.backtest.baselines import random_signals, run_baselines, verdicts
 from aibridge.backtest.metrics import compute_metrics, max_drawdown
 from aibridge.backtest.report import markdown_report, write_outputs
 from aibridge.backtest.settings import BaselineSettings, WalkForwardSettings
-from aibridge.backtest.walkforward import make_folds, walk_forward
+from aibridge.backtest.walkforward import (
+    AUTO_FOLDS,
+    TooShortHistoryError,
+    make_folds,
+    plan_folds,
+    walk_forward,
+)
 from aibridge.config import compose_config, to_container
+from aibridge.errors import AibridgeError
 from aibridge.ingest import read_mt4_csv
 from aibridge.instruments import spec_from_mapping
 from aibridge.paths import sample_data_path
@@ -41,8 +48,50 @@ def test_folds_are_embargoed_contiguous_and_ordered(mode: str) -> None:
 
 
 def test_too_little_data_is_one_clear_error() -> None:
-    with pytest.raises(ValueError, match="too few for one fold"):
+    with pytest.raises(TooShortHistoryError, match="too few for a walk-forward") as err:
         make_folds(500, 40, WalkForwardSettings(train_bars=1000), embargo=24)
+    assert isinstance(err.value, AibridgeError)
+    assert "backtest.walk_forward.train_bars" in str(err.value)
+
+
+def test_auto_folds_follow_the_history_length() -> None:
+    s = WalkForwardSettings()
+    for n in (20_000, 1_000_000, 3_000_000):
+        folds = plan_folds(n, s, "M1", horizon=24, warmup=40)
+        assert len(folds) == AUTO_FOLDS
+        train = folds[0].validation[1] - folds[0].train[0]
+        assert train == round(0.3 * (n - 40))
+        assert folds[0].test[0] == 40 + train + 24 and folds[-1].test[1] == n
+        sizes = [f.test[1] - f.test[0] for f in folds]
+        assert max(sizes) - min(sizes) <= 1  # equal test windows
+        for prev, cur in itertools.pairwise(folds):
+            assert cur.test[0] == prev.test[1]
+    # explicit windows are kept
+    fixed = plan_folds(5000, WalkForwardSettings(train_bars=1000, test_bars=300), horizon=24)
+    assert [f.test[1] - f.test[0] for f in fixed[:-1]] == [300] * (len(fixed) - 1)
+
+
+def test_short_history_adapts_and_too_short_says_what_to_change() -> None:
+    s = WalkForwardSettings()
+    folds = plan_folds(1292, s, "H4", horizon=24, warmup=40)  # a new user's H4 export
+    assert 1 <= len(folds) < AUTO_FOLDS
+    assert all(f.test[1] - f.test[0] >= s.min_test_bars for f in folds)
+    assert folds[-1].test[1] == 1292
+    with pytest.raises(TooShortHistoryError) as err:
+        plan_folds(150, s, "H4", horizon=24, warmup=40)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("150 H4 bars")
+    assert "needs 664" in message and "min_train_bars" in message and "min_test_bars" in message
+
+
+def test_short_history_walk_forward_runs(sample) -> None:
+    candles, cfg = sample
+    short = candles.iloc[:1292].reset_index(drop=True)
+    wf = walk_forward(short, cfg | {"timeframe": "H4"}, WalkForwardSettings(), progress=False)
+    assert len(wf.folds) == len(plan_folds(1292, WalkForwardSettings(), horizon=24, warmup=40))
+    assert wf.oos[1] == 1292 and wf.n_jobs == 1
+    assert wf.plan.startswith(f"{len(wf.folds)} rolling folds (auto)")
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +198,22 @@ def test_report_files(tmp_path) -> None:
     assert json.loads(paths["metrics.json"].read_text())["model"]["trade_count"] == len(res.trades)
     assert paths["equity.png"].stat().st_size > 1000
     assert "| Net profit |" in paths["report.md"].read_text()
+
+
+@pytest.mark.slow
+def test_parallel_folds_equal_serial(sample) -> None:
+    """Folds trained in 2 worker processes give the serial run's signals and metrics exactly
+    (same fold inputs, seed and LightGBM threads per fold model)."""
+    candles, cfg = sample
+    s = WalkForwardSettings(train_bars=1500, test_bars=800, max_folds=3)
+    serial = walk_forward(
+        candles, cfg, s.model_copy(update={"n_jobs": 1}), progress=False
+    )  # cfg: num_threads 1
+    two = cfg | {"model": cfg["model"] | {"num_threads": 2}}  # 2 // 2 jobs = 1 thread each
+    parallel = walk_forward(candles, two, s.model_copy(update={"n_jobs": 2}), progress=False)
+    assert serial.n_jobs == 1 and parallel.n_jobs == 2
+    assert np.array_equal(serial.signal, parallel.signal)
+    assert np.count_nonzero(serial.signal) > 0
+    for a, b in zip(serial.fold_metrics, parallel.fold_metrics, strict=True):
+        assert a.keys() == b.keys()
+        assert all(a[k] == b[k] or (np.isnan(a[k]) and np.isnan(b[k])) for k in a)

@@ -9,7 +9,7 @@ exist in simulation.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,19 +56,47 @@ class EngineSettings(BaseModel):
     )
 
 
+Auto = Literal["auto"]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
 class WalkForwardSettings(BaseModel):
-    """Rolling or anchored walk-forward windows, in bars."""
+    """Walk-forward windows: derived from the history's length (``auto``) or given in bars.
+
+    The rule for ``auto`` (:func:`aibridge.backtest.walkforward.plan_folds`): the first
+    training window is ``train_fraction`` of the usable history (never fewer than
+    ``min_train_bars``); the rest, after the embargo, is cut into ``folds`` equal test windows
+    (``auto``: 10, fewer when a window would be shorter than ``min_test_bars``). So the fold
+    count stays the same from 10 k to 10 M bars and the work grows linearly with the history.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mode: Literal["rolling", "anchored"] = "rolling"
-    train_bars: int = Field(default=2000, gt=0)
-    test_bars: int = Field(default=500, gt=0)
+    folds: PositiveInt | Auto = Field(
+        default="auto", description="test windows; auto: 10, fewer on a short history"
+    )
+    train_bars: PositiveInt | Auto = Field(
+        default="auto", description="bars per training window; auto: train_fraction of history"
+    )
+    test_bars: PositiveInt | Auto = Field(
+        default="auto", description="bars per test window; auto: the rest split into folds"
+    )
+    train_fraction: float = Field(
+        default=0.3, gt=0, lt=1, description="auto train window: share of the usable history"
+    )
+    min_train_bars: int = Field(default=500, gt=0, description="auto train window: at least")
+    min_test_bars: int = Field(default=100, gt=0, description="auto test windows: at least")
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     embargo_bars: int | None = Field(
         default=None, ge=0, description="None: the label horizon (the minimum that is safe)"
     )
-    max_folds: int = Field(default=0, ge=0, description="0 = as many as the data allows")
+    max_folds: int = Field(default=0, ge=0, description="0 = no cap on the fold count")
+    n_jobs: PositiveInt | Auto = Field(
+        default="auto",
+        description="fold models trained at once (processes); auto: min(cores, folds) on long "
+        "windows, 1 on short ones (starting processes costs more than it saves)",
+    )
 
 
 class GateSettings(BaseModel):
