@@ -98,6 +98,12 @@ def calibrate(proba: np.ndarray, calibration: dict[str, Any] | None) -> np.ndarr
     regression predicts) or ``{"method": "sigmoid", "a": [..3], "b": [..3]}``
     (``1 / (1 + exp(-(a * logit(p) + b)))``). Rows with NaN stay NaN. Elementwise only, so one
     row gives the same bits alone as inside a matrix.
+
+    An isotonic map that halves p(SELL) and keeps the others, then renormalised:
+
+    >>> iso = {"method": "isotonic", "x": [[0, 1]] * 3, "y": [[0, 0.5], [0, 1], [0, 1]]}
+    >>> calibrate(np.array([[0.2, 0.3, 0.5]]), iso).round(4)
+    array([[0.1111, 0.3333, 0.5556]])
     """
     proba = np.asarray(proba, dtype=np.float64)
     method = (calibration or {}).get("method", "none")
@@ -128,7 +134,12 @@ def calibrate(proba: np.ndarray, calibration: dict[str, Any] | None) -> np.ndarr
 
 
 def distances(atr: np.ndarray, settings: DecisionSettings) -> tuple[np.ndarray, np.ndarray]:
-    """SL and TP distances in whole points (what the EA uses); NaN where ATR is unknown."""
+    """SL and TP distances in whole points (what the EA uses); NaN where ATR is unknown.
+
+    >>> s = DecisionSettings(min_confidence=0, tp_atr_mult=2, sl_atr_mult=1, digits=5, point=1e-5)
+    >>> distances(np.array([0.0012, np.nan]), s)
+    (array([120.,  nan]), array([240.,  nan]))
+    """
     atr = np.asarray(atr, dtype=np.float64)
     sl_dist = np.round(settings.sl_atr_mult * atr / settings.point)
     tp_dist = np.round(settings.tp_atr_mult * atr / settings.point)
@@ -144,6 +155,13 @@ def costs_r(
     time is already in the probabilities; ``spread_cost="excess"`` therefore charges only the
     spread beyond ``spread_ref_points`` (the training median), ``"full"`` charges all of it
     (conservative, counts the typical spread twice).
+
+    20 points of commission and slippage on a 100-point stop; the 5-point spread is the one
+    the labels already paid:
+
+    >>> s = DecisionSettings(0, 2, 1, 5, 1e-5, cost_points=20, spread_ref_points=5)
+    >>> costs_r(np.array([100.0]), np.array([5.0]), s), costs_r(np.array([100.0]), 15.0, s)
+    (array([0.2]), array([0.3]))
     """
     spread = np.asarray(spread_points, dtype=np.float64)
     if settings.spread_cost == "full":
@@ -155,7 +173,11 @@ def costs_r(
 
 
 def expected_r(p_tp: np.ndarray, reward_risk: np.ndarray, cost: np.ndarray) -> np.ndarray:
-    """EV in R of one side: ``p * TP/SL - (1 - p) - costs_R``."""
+    """EV in R of one side: ``p * TP/SL - (1 - p) - costs_R``.
+
+    >>> expected_r(0.5, 2.0, 0.25)  # a coin flip at 2:1 pays 0.5 R, minus a quarter R of costs
+    0.25
+    """
     return p_tp * reward_risk - (1.0 - p_tp) - cost
 
 
@@ -167,7 +189,17 @@ def decide_ev(
     settings: DecisionSettings,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per row (calibrated probabilities): action index, confidence (the calibrated
-    probability of the candidate side), reason, and the candidate side's EV in R."""
+    probability of the candidate side), reason, and the candidate side's EV in R.
+
+    Stop 100 points, target 200, costs 0.2 R, margin 0.1 R: the first row's long is worth
+    0.45 * 2 - 0.55 - 0.2 = 0.15 R and is traded; the second row's best side is worth -0.3 R.
+
+    >>> s = DecisionSettings(0, 2, 1, 5, 1e-5, rule=RULE_EV, ev_margin=0.1, cost_points=20)
+    >>> proba = np.array([[0.2, 0.35, 0.45], [0.3, 0.4, 0.3]])
+    >>> action, confidence, reason, ev = decide_ev(proba, [100, 100], [200, 200], [0, 0], s)
+    >>> [CLASSES[a] for a in action], reason.tolist(), ev.round(2).tolist()
+    (['BUY', 'HOLD'], ['signal', 'ev_below_margin'], [0.15, -0.3])
+    """
     proba = np.asarray(proba, dtype=np.float64)
     sl_points = np.asarray(sl_points, dtype=np.float64)
     tp_points = np.asarray(tp_points, dtype=np.float64)
@@ -213,6 +245,10 @@ def decide(proba: np.ndarray, min_confidence: float) -> tuple[np.ndarray, np.nda
 
     The most probable class is the candidate; a BUY/SELL whose probability is below
     ``min_confidence`` becomes HOLD. Rows with NaN probabilities (no history) are HOLD.
+
+    >>> action, confidence, reason = decide(np.array([[0.2, 0.3, 0.5], [np.nan] * 3]), 0.4)
+    >>> [CLASSES[a] for a in action], confidence.tolist(), reason.tolist()
+    (['BUY', 'HOLD'], [0.5, 0.0], ['signal', 'insufficient_history'])
     """
     proba = np.asarray(proba, dtype=np.float64)
     missing = ~np.isfinite(proba).all(axis=1)
@@ -341,6 +377,11 @@ def decide_one(
 
     Same rule, same tie-breaking as ``np.argmax`` (first maximum wins); tested equal to
     ``decide`` on every bar of the sample.
+
+    >>> decide_one(0.2, 0.3, 0.5, min_confidence=0.4) == (BUY, 0.5, REASON_SIGNAL)
+    True
+    >>> decide_one(0.2, 0.3, 0.5, min_confidence=0.6)
+    (1, 0.5, 'below_min_confidence')
     """
     proba = (p_sell, p_hold, p_buy)
     if not all(np.isfinite(proba)):
@@ -364,6 +405,12 @@ def stops_one(
     """``stops`` for one row: (sl, tp, sl_points, tp_points), or ``None`` for HOLD.
 
     Uses numpy float64 scalars and ``np.round`` so the rounding is the array version's.
+
+    A BUY fills at the Ask (close + 10 points of spread); stop 1 ATR, target 2 ATR:
+
+    >>> s = DecisionSettings(min_confidence=0, tp_atr_mult=2, sl_atr_mult=1, digits=5, point=1e-5)
+    >>> stops_one(BUY, 1.1, 0.001, s, spread_points=10), stops_one(HOLD, 1.1, 0.001, s)
+    ((1.0991, 1.1021, 100.0, 200.0), None)
     """
     direction = int(DIRECTION[action])
     if direction == 0 or not np.isfinite(atr):

@@ -64,7 +64,11 @@ def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def min_bars(params: Mapping[str, Any] | None = None) -> int:
-    """How many candles (oldest first, ending at the bar being decided) one feature row needs."""
+    """How many candles (oldest first, ending at the bar being decided) one feature row needs.
+
+    >>> min_bars(), min_bars({"windows": [5, 80]})
+    (41, 81)
+    """
     p = _params(params)
     needs = [
         max(p["return_lags"]) + 1,
@@ -78,6 +82,16 @@ def min_bars(params: Mapping[str, Any] | None = None) -> int:
 
 
 def feature_names(params: Mapping[str, Any] | None = None) -> list[str]:
+    """The matrix's column names, in order, for these parameters (defaults for missing keys).
+
+    >>> small = {"return_lags": [1], "windows": [3], "atr_return_lags": [], "calendar": False}
+    >>> feature_names(small)[9:14]
+    ['ret_1', 'roc_3', 'ma_3', 'std_3', 'max_3']
+    >>> feature_names(small)[-3:]
+    ['atr', 'rsi', 'volume_z']
+    >>> len(feature_names())
+    61
+    """
     p = _params(params)
     names = ["kmid", "klen", "kmid2", "kup", "kup2", "klow", "klow2", "ksft", "ksft2"]
     names += [f"ret_{k}" for k in p["return_lags"]]
@@ -328,6 +342,12 @@ def atr(
 
     Labels, serving SL/TP and the backtest all take ATR from here; NaN for the first
     ``window`` bars (the true range needs the previous close).
+
+    True ranges 2, 2, 5 (bar 3 gaps up from a close of 10 to a high of 15):
+
+    >>> high, low = np.array([10, 12, 11, 15.0]), np.array([9, 10, 9, 11.0])
+    >>> atr(high, low, np.array([10, 11, 10, 14.0]), 2)
+    array([nan, nan, 2. , 3.5])
     """
     return _atr_kernel(_f64(high), _f64(low), _f64(close), int(window), int(first_row))
 

@@ -98,6 +98,14 @@ class InstrumentSpec(BaseModel):
 
         ``quote_to_account`` is required for crosses (e.g. GBPJPY on a USD account needs the
         JPY→USD rate ``1 / USDJPY``); it is ignored otherwise.
+
+        >>> InstrumentSpec(symbol="EURUSD", digits=5, point=1e-5).tick_value_at(1.1)
+        1.0
+        >>> usdjpy = InstrumentSpec(
+        ...     symbol="USDJPY", digits=3, point=0.001, base_currency="USD", quote_currency="JPY"
+        ... )
+        >>> round(usdjpy.tick_value_at(125.0), 6)  # 100,000 x 0.001 JPY at 125 JPY per USD
+        0.8
         """
         mode = self.tick_value_mode
         if mode == TICK_VALUE_CROSS and (quote_to_account is None or quote_to_account <= 0):
@@ -127,6 +135,11 @@ def tick_value_from(
     """Tick value per lot on plain floats — numba-compilable, mirrored by the MQL4 EA.
 
     ``fixed_tick_value`` is ``contract_size * tick_size`` (or the broker's fixed value).
+
+    >>> tick_value_from(1.0, TICK_VALUE_BASE_IS_ACCOUNT, 125.0, 1.0)
+    0.008
+    >>> tick_value_from(1000.0, TICK_VALUE_CROSS, 190.0, 1 / 125)  # GBPJPY on a USD account
+    8.0
     """
     if mode == TICK_VALUE_BASE_IS_ACCOUNT:
         return fixed_tick_value / price

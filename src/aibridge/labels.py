@@ -128,7 +128,20 @@ def barrier_outcomes(
     digits: int,
     spread_points: np.ndarray | float = 0.0,
 ) -> BarrierOutcomes:
-    """Labels and both sides' trades, entered at the next open as the engine enters."""
+    """Labels and both sides' trades, entered at the next open as the engine enters.
+
+    ATR 1 point, stop 1 ATR, target 2 ATR, two bars to get there, no spread: bar 0's long
+    (bought at 10) reaches 12 on bar 2, bar 2's long (bought at 13) is stopped out at 12 on
+    bar 3 and its short never reaches 11; the last two bars have no complete future.
+
+    >>> o, h = np.array([10, 10, 11, 13, 13.0]), np.array([10, 11, 13, 13, 13.0])
+    >>> lo, c = np.array([10, 10, 11, 12, 12.0]), np.array([10, 11, 13, 13, 13.0])
+    >>> out = barrier_outcomes(o, h, lo, c, np.ones(5), 2.0, 1.0, 2, point=1.0, digits=0)
+    >>> [CLASSES[k] if k != NO_LABEL else None for k in out.label]
+    ['BUY', 'BUY', 'HOLD', None, None]
+    >>> out.r_long[:3].tolist(), out.exit_long[:3].tolist() == [OUT_TP, OUT_TP, OUT_SL]
+    ([2.0, 2.0, -1.0], True)
+    """
     o, h, lo, c, a = (
         np.ascontiguousarray(x, dtype=np.float64) for x in (open_, high, low, close, atr)
     )

@@ -131,6 +131,15 @@ def lots_for_risk_raw(
     (never round up: rounding up would risk more than allowed), then clamped to
     [lot_min, lot_max]. Returns ``(lots, reason_code)``; lots is 0.0 when no trade is allowed.
     MQL4 mirror: ``AIB_LotsForRisk``.
+
+    1 % of 10,000 is 100; a 200-tick stop at 1.0 per tick per lot loses 200 per lot: 0.5 lots.
+    On a 100 account the 0.005 lots are below the 0.01 minimum: no trade, unless the policy
+    trades the minimum:
+
+    >>> lots_for_risk_raw(10_000, 1.0, 0.0020, 1e-5, 1.0, 0.01, 100, 0.01, False)
+    (0.5, 0)
+    >>> [lots_for_risk_raw(100, 1.0, 0.0020, 1e-5, 1.0, 0.01, 100, 0.01, m) for m in (0, 1)]
+    [(0.0, 2), (0.01, 3)]
     """
     if (
         equity <= 0.0
@@ -174,6 +183,9 @@ def daily_drawdown_breached(day_start_equity: float, equity: float, max_dd_pct: 
     Once true the caller latches it for the rest of the day (no new trades that day, even if
     equity recovers). ``max_dd_pct <= 0`` disables; a non-positive day start always halts.
     MQL4 mirror: ``AIB_DailyDrawdownBreached``.
+
+    >>> daily_drawdown_breached(10_000, 9_700, 3.0), daily_drawdown_breached(10_000, 9_701, 3.0)
+    (True, False)
     """
     if max_dd_pct <= 0.0:
         return False
@@ -192,6 +204,9 @@ def exposure_ok(
     """True when one more position of ``new_lots`` stays within both exposure limits.
 
     MQL4 mirror: ``AIB_ExposureOk`` (counts only this EA's magic number on this symbol).
+
+    >>> exposure_ok(1, 0.5, 0.5, 3, 1.0), exposure_ok(1, 0.5, 0.6, 3, 1.0)
+    (True, False)
     """
     if open_positions + 1 > max_open_positions:
         return False
@@ -211,6 +226,11 @@ def shrink_to_exposure(
     otherwise (or when the room is below ``lot_min``) ``lots`` is returned unchanged and
     :func:`exposure_ok` vetoes it (``ENTRY_EXPOSURE``). Runs between the lot sizing and
     :func:`entry_veto`. MQL4 mirror: ``AIB_ShrinkToExposure``.
+
+    >>> shrink_to_exposure(0.8, 0.5, 1.0, 0.01, 0.01, True)  # 0.5 of 1.0 lots left
+    0.5
+    >>> shrink_to_exposure(0.8, 0.5, 1.0, 0.01, 0.01, False)  # left for exposure_ok to veto
+    0.8
     """
     if not shrink or lots <= 0.0 or lot_step <= 0.0:
         return lots
@@ -228,6 +248,9 @@ def trading_hour_ok(hour: int, start_hour: int, end_hour: int) -> bool:
 
     ``start == end`` means no restriction (the common EA convention); 0-24 is the whole day;
     22-6 allows 22:00-05:59. MQL4 mirror: ``AIB_TradingHourOk``.
+
+    >>> [trading_hour_ok(h, 22, 6) for h in (21, 22, 5, 6)], trading_hour_ok(3, 5, 5)
+    ([False, True, True, False], True)
     """
     if start_hour == end_hour:
         return True
@@ -255,6 +278,13 @@ def entry_veto(
     daily drawdown halt, trading hours, lot size, exposure. ``dd_halted`` is the day's latched
     :func:`daily_drawdown_breached` flag; ``lots`` comes from :func:`lots_for_risk_raw`.
     MQL4 mirror: ``AIB_EntryVeto``.
+
+    A 12-point spread over a 10-point maximum outside the trading hours: the spread is named.
+
+    >>> ENTRY_REASONS[entry_veto(12, 10, False, 23, 8, 20, 0.1, 0, 0.0, 3, 1.0)]
+    'spread_too_wide'
+    >>> ENTRY_REASONS[entry_veto(8, 10, False, 23, 8, 20, 0.1, 0, 0.0, 3, 1.0)]
+    'outside_trading_hours'
     """
     if not spread_ok(spread_points, max_spread_points):
         return ENTRY_SPREAD
@@ -278,6 +308,12 @@ def exit_reason(
     none); ``bars_held`` counts bars since the entry bar (0 on the entry bar). An opposite
     signal wins over the time exit (it decides the reason, not the price). Returns an
     ``EXIT_*`` code. MQL4 mirror: ``AIB_ExitReason``.
+
+    >>> codes = [exit_reason(+1, signal, 3, True, 24) for signal in (-1, 0, +1)]
+    >>> codes == [EXIT_SIGNAL, EXIT_NONE, EXIT_NONE]
+    True
+    >>> exit_reason(+1, 0, 24, True, 24) == EXIT_TIME  # held 24 bars
+    True
     """
     if close_on_opposite and signal == -direction:
         return EXIT_SIGNAL
@@ -296,6 +332,11 @@ def widen_to_stop_level(
     ``sl >= stop_level + spread`` while the TP only needs ``tp >= stop_level - spread``;
     a sell is the mirror image with the same result. A distance <= 0 (no TP) is kept.
     MQL4 mirror: ``AIB_WidenToStopLevel``.
+
+    Stop level 10, spread 2 (in points): the SL needs 12, the TP 8.
+
+    >>> widen_to_stop_level(5.0, 10.0, 2.0, 10.0), widen_to_stop_level(5.0, 0.0, 2.0, 10.0)
+    ((12.0, 10.0), (12.0, 0.0))
     """
     sl = sl_distance
     tp = tp_distance
@@ -347,6 +388,11 @@ def lots_for_risk(
     """Size a trade for ``spec`` at ``price`` (see :func:`lots_for_risk_raw` for the rule).
 
     ``quote_to_account`` is only needed for crosses (GBPJPY on a USD account: ``1/USDJPY``).
+
+    >>> eurusd = InstrumentSpec(symbol="EURUSD", digits=5, point=1e-5)
+    >>> decision = lots_for_risk(10_000, 1.0, 0.0020, eurusd, price=1.1)
+    >>> decision.lots, decision.reason, decision.tradable
+    (0.5, 'ok', True)
     """
     tick_value = spec.tick_value_at(price, quote_to_account)
     lots, code = lots_for_risk_raw(
@@ -370,5 +416,10 @@ def money_per_price_move(
     price: float,
     quote_to_account: float | None = None,
 ) -> float:
-    """Account-currency value of a ``price_move`` on ``lots`` (P&L, risk money, swap)."""
+    """Account-currency value of a ``price_move`` on ``lots`` (P&L, risk money, swap).
+
+    >>> eurusd = InstrumentSpec(symbol="EURUSD", digits=5, point=1e-5)
+    >>> money_per_price_move(0.0020, 0.5, eurusd, price=1.1)  # 20 pips on half a lot
+    100.0
+    """
     return price_move / spec.tick * spec.tick_value_at(price, quote_to_account) * lots

@@ -35,7 +35,11 @@ _MINUTES = re.compile(r"^(?P<symbol>[A-Za-z.#\-]+[A-Za-z#.]?)(?P<minutes>\d+)$")
 
 
 def timeframe_minutes(timeframe: str) -> int:
-    """``"H1"`` → 60. Raises ``ValueError`` naming the accepted values."""
+    """``"H1"`` → 60. Raises ``ValueError`` naming the accepted values.
+
+    >>> timeframe_minutes("H1"), timeframe_minutes("mn")
+    (60, 43200)
+    """
     key = timeframe.upper()
     if key == "MN":
         key = "MN1"
@@ -46,13 +50,28 @@ def timeframe_minutes(timeframe: str) -> int:
 
 
 def timeframe_name(minutes: int) -> str:
+    """MT4's name of a period in minutes (the inverse of :func:`timeframe_minutes`).
+
+    >>> timeframe_name(240)
+    'H4'
+    """
     if minutes not in _MINUTES_TO_NAME:
         raise ValueError(f"{minutes} minutes is not an MT4 timeframe")
     return _MINUTES_TO_NAME[minutes]
 
 
 def parse_symbol_timeframe(path: Path | str) -> tuple[str, str] | None:
-    """Return ``(symbol, timeframe)`` from a file name, or ``None`` when the name says neither."""
+    """Return ``(symbol, timeframe)`` from a file name, or ``None`` when the name says neither.
+
+    >>> parse_symbol_timeframe("EURUSD60.csv"), parse_symbol_timeframe("data/EURUSD_H1.csv")
+    (('EURUSD', 'H1'), ('EURUSD', 'H1'))
+    >>> parse_symbol_timeframe("EURUSD1.csv")  # MT4's minutes suffix: M1, not "EURUS" D1
+    ('EURUSD', 'M1')
+    >>> parse_symbol_timeframe("EURUSDm15.csv")  # broker symbol EURUSDm, M15
+    ('EURUSDM', 'M15')
+    >>> parse_symbol_timeframe("notes.csv") is None
+    True
+    """
     stem = Path(path).stem
     named = _NAMED.match(stem)
     by_minutes = _MINUTES.match(stem)
@@ -97,7 +116,14 @@ def map_symbol(
 ) -> str:
     """The instrument a file's symbol stands for: ``data.symbol_map`` first, else the symbol
     itself; a known instrument with a broker suffix and no map entry raises
-    :class:`SymbolMapError`."""
+    :class:`SymbolMapError`.
+
+    >>> map_symbol("EURUSDm60.csv", "EURUSDm", {"eurusdm": "EURUSD"}, ["EURUSD"])
+    'EURUSD'
+    >>> map_symbol("EURUSDm60.csv", "EURUSDm", None, ["EURUSD"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    aibridge.ingest.naming.SymbolMapError: EURUSDm60.csv: the file name gives symbol 'EURUSDm', ...
+    """
     wanted = symbol.upper()
     for key, value in (symbol_map or {}).items():
         if str(key).upper() == wanted:

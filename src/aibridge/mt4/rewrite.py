@@ -23,8 +23,13 @@ Rules (each covered by ``tests/test_mt4_rewrite.py``):
 * a top-level function called before its definition gets a prototype just before the
   top-level item that first calls it (default arguments move to the prototype).
 
->>> rewrite_source('input int N = 3;  // n').strip()
-'#pragma once\\n#line 1 "<mql>"\\nint N = mt4::input<int>("N", 3);  // n'
+>>> print(rewrite_source('input int N = 3;  // n'))
+#pragma once
+#include "mt4.hpp"
+#line 1 "<mql>"
+int N = mt4::input<int>("N", 3);  // n
+>>> rewrite_source('void f(int &a[]) { Print("x"); }').splitlines()[-1]
+'void f(MqlArr<int> &a) { Print(string("x")); }'
 """
 
 from __future__ import annotations
