@@ -109,7 +109,7 @@ def run_lean_runtime(port: int, model_uri: str, tracking_uri: str, cache: Path) 
     """The data plane alone: ROUTER, orjson, ``LeanModel.decide``."""
     import orjson
 
-    from aibridge.serving.registry import lean_backend
+    from aibridge.serving.resolve import lean_backend
 
     resolver, loader = lean_backend(tracking_uri, cache)
     info = resolver(model_uri)
@@ -330,7 +330,7 @@ def _stop(procs: dict[str, tuple[subprocess.Popen, str]]) -> dict[str, int | Non
 
 
 def bench(args: argparse.Namespace) -> dict:
-    from aibridge.serving.registry import run_fetch
+    from aibridge.serving.resolve import run_fetch
 
     roles = ["echo", "aibridge", "aibridge-lean", "lean-runtime"]
     if not args.skip_seed:

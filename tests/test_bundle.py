@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from aibridge import features
-from aibridge.bundle import (
+from aibridge.ingest import read_mt4_csv
+from aibridge.model_bundle import BundleSettings, pyfunc_code_path, write_bundle
+from aibridge.serving_model import (
     ModelInfo,
     ModelLoadError,
     ServingModel,
@@ -22,8 +24,6 @@ from aibridge.bundle import (
     load_serving_model,
     parse_model_uri,
 )
-from aibridge.ingest import read_mt4_csv
-from aibridge.model_bundle import BundleSettings, pyfunc_code_path, write_bundle
 from tests.conftest import REPO, TrainedStore, mlflow_client
 
 INFO = ModelInfo("m", "1", None, "run", "", "", "XAUUSD", "H1")

@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 
 from aibridge import features
-from aibridge.bundle import Decision, ModelInfo
 from aibridge.ea_sim import Candles, build_predict, load_candles
 from aibridge.loop.drift import load_reference, psi, reference_from_matrix
 from aibridge.paths import sample_data_path
 from aibridge.server.models import ModelSet
+from aibridge.serving_model import Decision, ModelInfo
 from tests.server_fixtures import ReqClient, running_server, wait_for
 
 PARAMS = dict(features.DEFAULT_PARAMS)

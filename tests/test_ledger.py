@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from aibridge.bundle import Decision, ModelInfo
 from aibridge.protocol import MAX_POSITIONS, HeartbeatReply, parse_reply
 from aibridge.server.app import SignalServer
 from aibridge.server.commands import serve_app
 from aibridge.server.models import ModelSet
+from aibridge.serving_model import Decision, ModelInfo
 from tests.protocol_fixtures import ACCOUNT, MAGIC, load_fixtures, sample_candles
 from tests.server_fixtures import ReqClient, running_server
 

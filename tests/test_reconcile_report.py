@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aibridge.bundle import Decision, ModelInfo
 from aibridge.ea_sim import EaEmulator, SimConfig
 from aibridge.loop.reconcile import load_journal, reconcile, render_markdown
 from aibridge.server.models import ModelSet
+from aibridge.serving_model import Decision, ModelInfo
 from tests.server_fixtures import ReqClient, running_server
 
 POINT = 1e-5

@@ -296,7 +296,7 @@ def test_artifacts_land_in_s3(remote_project, s3_endpoint: str) -> None:
 def test_registered_model_serves_from_the_shared_server(
     remote_project, mlflow_server: MlflowServer, tmp_path: Path, trained_model_store
 ) -> None:
-    from aibridge.bundle import load_serving_model
+    from aibridge.serving_model import load_serving_model
 
     model = load_serving_model(
         "models:/aibridge-EURUSD-H1@challenger",

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from aibridge import decision, features
-from aibridge.bundle import ServingModel
 from aibridge.ingest import BrokerClock, read_mt4_csv
 from aibridge.serving import clock
 from aibridge.serving.decide import DecisionTwin
@@ -26,6 +25,7 @@ from aibridge.serving.features_row import LeanFeatures
 from aibridge.serving.lgbm import NativeBooster
 from aibridge.serving.runtime import MANIFEST, LeanModel
 from aibridge.serving.types import ModelLoadError
+from aibridge.serving_model import ServingModel
 from tests.conftest import REPO, TrainedStore
 from tests.test_bundle import INFO, ISOTONIC, SIGMOID, _ev_bundle, _same, save_small_model
 
@@ -281,8 +281,8 @@ def test_fetch_and_registry_backend_on_the_trained_store(
     ``resolve_model_uri``'s answer; the lean model equals the pyfunc on every sample bar."""
     from mlflow import MlflowClient
 
-    from aibridge.bundle import resolve_model_uri
-    from aibridge.serving.registry import lean_backend, resolve_sqlite
+    from aibridge.serving.resolve import lean_backend, resolve_sqlite
+    from aibridge.serving_model import resolve_model_uri
 
     tracking = trained_model_store.tracking_uri
     name = trained_model_store.model_name
@@ -335,8 +335,8 @@ def test_real_server_on_the_lean_data_plane(trained_model_store: TrainedStore, t
     the lightgbm package's extension modules."""
     import zmq
 
-    from aibridge.bundle import load_serving_model
     from aibridge.ea_sim import build_predict, load_candles
+    from aibridge.serving_model import load_serving_model
 
     tracking, name = trained_model_store.tracking_uri, trained_model_store.model_name
     from mlflow import MlflowClient
@@ -388,7 +388,7 @@ def test_rest_resolver_reads_the_tracking_servers_api(monkeypatch) -> None:
     from http.server import BaseHTTPRequestHandler, HTTPServer
     from urllib.parse import parse_qs, urlparse
 
-    from aibridge.serving.registry import lean_backend, resolve_rest
+    from aibridge.serving.resolve import lean_backend, resolve_rest
 
     seen: list[tuple[str, dict, str | None]] = []
     version = {
@@ -449,7 +449,7 @@ def test_hot_reload_through_the_control_step(trained_model_store: TrainedStore, 
     from mlflow import MlflowClient
 
     from aibridge.server.models import ModelSet
-    from aibridge.serving.registry import lean_backend
+    from aibridge.serving.resolve import lean_backend
 
     tracking, name = trained_model_store.tracking_uri, trained_model_store.model_name
     client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)

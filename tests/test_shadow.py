@@ -14,11 +14,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from aibridge.bundle import ModelInfo
 from aibridge.ea_sim import EaEmulator, SimConfig, build_predict, load_candles
 from aibridge.loop.shadow import ShadowRunner, forward_report, shadow_uri
 from aibridge.paths import sample_data_path
 from aibridge.server.models import ModelSet
+from aibridge.serving_model import ModelInfo
 from tests.server_fixtures import ReqClient, running_server
 from tests.test_reconcile_report import MomentumModel
 

@@ -265,7 +265,7 @@ def _check_registry(tracking_uri: str) -> Check:
 
 
 def _check_models(uris: list[str], tracking_uri: str) -> list[Check]:
-    from aibridge.bundle import ModelLoadError, load_serving_model
+    from aibridge.serving_model import ModelLoadError, load_serving_model
 
     checks = []
     with tempfile.TemporaryDirectory(prefix="aibridge-doctor-") as tmp:
@@ -297,7 +297,7 @@ def _check_models(uris: list[str], tracking_uri: str) -> list[Check]:
 def _no_champion_check(uri: str, tracking_uri: str, cache: Path) -> Check | None:
     """``models:/NAME@champion`` without a champion while NAME has a challenger: the backtest
     gate promoted nothing. The server starts and answers HOLD (``no_champion``): a warning."""
-    from aibridge.bundle import load_serving_model
+    from aibridge.serving_model import load_serving_model
 
     prefix, _, alias = uri.rpartition("@")
     if alias != "champion" or not prefix.startswith("models:/"):

@@ -3,23 +3,40 @@
 Every move leaves a trail: tags on the version that gained the alias (who/why/when and the
 version it replaced) and a JSON line appended to ``reports/promotions.jsonl``, so "why is v3
 being served?" always has an answer. Works on any MLflow tracking URI the caller configured.
+
+The gate's verdict comes in as a :class:`GateVerdict` (``promote``, ``reason``, ``as_tags()``;
+``aibridge.backtest.gate.GateDecision`` is one), so this registry-level module does not import
+the backtest service above it.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
-from aibridge.backtest.gate import GateDecision
+from aibridge.registry import alias_version, set_version_tags
 
 PREVIOUS_TAG = "promotion.previous_champion"
 ROLLED_BACK_TAG = "promotion.rolled_back"  # on a version a rollback took the alias from
+
+
+class GateVerdict(Protocol):
+    """What :func:`apply_gate` needs of the backtest gate's decision."""
+
+    @property
+    def promote(self) -> bool: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    def as_tags(self) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True)
@@ -34,13 +51,6 @@ class AliasMove:
     reason: str
     user: str
     at: str
-
-
-def _current(client: MlflowClient, name: str, alias: str) -> str | None:
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
 
 
 def _record(client: MlflowClient, move: AliasMove, journal: Path | None) -> AliasMove:
@@ -63,8 +73,7 @@ def _record(client: MlflowClient, move: AliasMove, journal: Path | None) -> Alia
         # promoted again (by hand or by the gate): no longer a rolled-back version
         if ROLLED_BACK_TAG in client.get_model_version(move.model_name, move.to_version).tags:
             client.delete_model_version_tag(move.model_name, move.to_version, ROLLED_BACK_TAG)
-    for key, value in tags.items():
-        client.set_model_version_tag(move.model_name, move.to_version, key, value)
+    set_version_tags(client, move.model_name, move.to_version, tags)
     if journal is not None:
         journal.parent.mkdir(parents=True, exist_ok=True)
         with journal.open("a", encoding="utf-8") as fh:
@@ -82,7 +91,7 @@ def _move(
     journal: Path | None,
 ) -> AliasMove:
     client.get_model_version(name, version)  # fails clearly for an unknown version
-    before = _current(client, name, alias)
+    before = alias_version(client, name, alias)
     if before != version:
         client.set_registered_model_alias(name, alias, version)
     move = AliasMove(
@@ -101,15 +110,17 @@ def _move(
 def apply_gate(
     name: str,
     challenger_version: str,
-    decision: GateDecision,
+    decision: GateVerdict,
     champion_alias: str = "champion",
     journal: Path | None = None,
     client: MlflowClient | None = None,
 ) -> AliasMove | None:
-    """Register stage: tag the challenger with the decision; move the alias if it won."""
+    """Register stage: tag the challenger with the decision; move the alias if it won.
+
+    ``decision``: anything with ``promote``, ``reason`` and ``as_tags()`` (a
+    ``backtest.gate.GateDecision``)."""
     client = client or MlflowClient()
-    for key, value in decision.as_tags().items():
-        client.set_model_version_tag(name, challenger_version, key, value)
+    set_version_tags(client, name, challenger_version, decision.as_tags())
     if not decision.promote:
         return None
     return _move(
@@ -152,7 +163,7 @@ def rollback(
         raise ValueError("a rollback needs a reason")
     client = client or MlflowClient()
     if to_version is None:
-        current = _current(client, name, champion_alias)
+        current = alias_version(client, name, champion_alias)
         if current is None:
             raise ValueError(f"{name} has no {champion_alias!r} alias to roll back")
         tags = client.get_model_version(name, current).tags

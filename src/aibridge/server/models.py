@@ -9,19 +9,18 @@ sees either the old model or the new one, never a half-loaded state, and never w
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aibridge.errors import AibridgeError
+from aibridge.serving.types import ModelInfo, ModelLoadError, parse_model_uri
 
 if TYPE_CHECKING:
-    from aibridge.bundle import ModelInfo, ServingModel
     from aibridge.server.journal import Journal
     from aibridge.server.metrics import ServerMetrics
+    from aibridge.serving.bundled import BundledModel
 
 log = logging.getLogger("aibridge.server.models")
 
@@ -29,21 +28,32 @@ CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
 NO_CHAMPION = "no_champion"  # model_status and predict reason while there is no champion
 
-_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))?$")
+__all__ = [
+    "CHALLENGER_ALIAS",
+    "CHAMPION_ALIAS",
+    "NO_CHAMPION",
+    "Loader",
+    "ModelLoadError",
+    "ModelSet",
+    "ModelSlot",
+    "Resolver",
+    "Served",
+    "parse_model_uri",
+    "registry_backend",
+    "slot_status",
+]
 
-Resolver = Callable[[str], "ModelInfo"]
-Loader = Callable[[str], "ServingModel"]
-
-
-class ModelLoadError(AibridgeError, RuntimeError):
-    """A configured model could not be resolved or loaded (message is user-facing)."""
+# A resolver answers "which version is behind this URI"; a loader loads models:/NAME/VERSION
+# (the full runtime's ServingModel or the lean LeanModel: both BundledModel).
+Resolver = Callable[[str], ModelInfo]
+Loader = Callable[[str], "BundledModel"]
 
 
 @dataclass(frozen=True)
 class Served:
     """A loaded model and the registry facts reported about it (alias from the config URI)."""
 
-    model: ServingModel
+    model: BundledModel
     info: ModelInfo
 
 
@@ -68,16 +78,6 @@ class ModelSlot:
     @property
     def label(self) -> str:
         return self.current.info.name
-
-
-def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """``models:/name@alias`` → (name, alias, None); ``models:/name/3`` → (name, None, "3")."""
-    m = _URI.match(uri)
-    if not m:
-        raise ModelLoadError(
-            f"model URI {uri!r} is not models:/<name>@<alias> or models:/<name>/<version>"
-        )
-    return m["name"], m["alias"], m["version"]
 
 
 class ModelSet:
@@ -319,7 +319,7 @@ def slot_status(slot: ModelSlot) -> str:
     return "reload_failed" if slot.error else "ok"
 
 
-def _served(model: ServingModel, alias: str | None) -> Served:
+def _served(model: BundledModel, alias: str | None) -> Served:
     """Report the model's own info (symbol/timeframe filled from its settings) + config alias."""
     return Served(model=model, info=replace(model.info, alias=alias))
 
@@ -329,24 +329,24 @@ def registry_backend(
 ) -> tuple[Resolver, Loader]:
     """The real resolver/loader bound to one MLflow store: ``runtime="lean"`` uses
     :mod:`aibridge.serving` (registry lookups and downloads in a control step; the request
-    path needs neither MLflow, pandas nor scikit-learn), ``"full"`` :mod:`aibridge.bundle`.
+    path needs neither MLflow, pandas nor scikit-learn), ``"full"``
+    :mod:`aibridge.serving_model` with :mod:`aibridge.registry`.
 
     ``cache_dir`` keeps downloaded versions across restarts (one folder per version).
     """
     if runtime == "lean":
-        from aibridge.serving.registry import lean_backend
+        from aibridge.serving.resolve import lean_backend
 
-        return lean_backend(tracking_uri, cache_dir)  # type: ignore[return-value]
-    from mlflow.tracking import MlflowClient
+        return lean_backend(tracking_uri, cache_dir)
+    from aibridge.registry import registry_client, resolve_model_uri
+    from aibridge.serving_model import load_serving_model
 
-    from aibridge.bundle import load_serving_model, resolve_model_uri
-
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = registry_client(tracking_uri)
 
     def resolver(uri: str) -> ModelInfo:
         return resolve_model_uri(uri, client)
 
-    def loader(uri: str) -> ServingModel:
+    def loader(uri: str) -> BundledModel:
         return load_serving_model(uri, tracking_uri, cache_dir=cache_dir)
 
     return resolver, loader

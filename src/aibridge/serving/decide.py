@@ -51,19 +51,20 @@ class DecisionTwin:
     def __init__(self, settings: Any, calibration: dict[str, Any] | None) -> None:
         self.s = settings
         self.rule_ev = settings.rule == "ev"
-        self.method = (calibration or {}).get("method", "none") if self.rule_ev else "none"
+        cal: dict[str, Any] = calibration or {}
+        self.method = cal.get("method", "none") if self.rule_ev else "none"
         if self.method not in ("none", "isotonic", "sigmoid"):
             raise ValueError(f"unknown calibration method {self.method!r}")
         if self.method == "isotonic":
             self.xy = [
                 (
-                    np.asarray(calibration["x"][k], dtype=np.float64),
-                    np.asarray(calibration["y"][k], dtype=np.float64),
+                    np.asarray(cal["x"][k], dtype=np.float64),
+                    np.asarray(cal["y"][k], dtype=np.float64),
                 )
                 for k in range(3)
             ]
         elif self.method == "sigmoid":
-            self.ab = [(float(calibration["a"][k]), float(calibration["b"][k])) for k in range(3)]
+            self.ab = [(float(cal["a"][k]), float(cal["b"][k])) for k in range(3)]
         self.point = float(settings.point)
         self.digits = int(settings.digits)
 

@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from aibridge.serving.runtime import MANIFEST, LeanModel, artifact_paths
-from aibridge.serving.types import ModelInfo, ModelLoadError
+from aibridge.model_bundle import MANIFEST, artifact_paths
+from aibridge.serving.runtime import LeanModel
+from aibridge.serving.types import ModelInfo
 
 CHECK_BARS = 1500
 
@@ -54,7 +55,7 @@ def check_windows(min_bars: int, digits: int, n: int = CHECK_BARS, seed: int = 0
 
 def check_lean(info: ModelInfo, model_dir: Path, n: int = CHECK_BARS) -> dict[str, Any]:
     """Decisions of the lean runtime vs the bundle's own code on ``n`` bars: equal or not."""
-    from aibridge.bundle import ServingModel  # the full loader: this process may import it
+    from aibridge.serving_model import ServingModel  # full loader: allowed in this process
 
     full = ServingModel(info, model_dir)
     lean = LeanModel(info, model_dir)
@@ -62,26 +63,11 @@ def check_lean(info: ModelInfo, model_dir: Path, n: int = CHECK_BARS) -> dict[st
     m = lean.min_bars
     differ = 0
     for t in range(m - 1, m - 1 + n):
-        window = [a[t - m + 1 : t + 1] for a in arrays]
+        ti, o, h, lo, c, v = (a[t - m + 1 : t + 1] for a in arrays)
         spread = None if t % 5 == 0 else float(spreads[t])
-        if full.decide(*window, spread_points=spread) != lean.decide(*window, spread_points=spread):
+        if full.decide(ti, o, h, lo, c, v, spread) != lean.decide(ti, o, h, lo, c, v, spread):
             differ += 1
     return {"bars": n, "differ": differ, "decision_twin": lean._twin is not None}
-
-
-def _download(info: ModelInfo, tracking_uri: str | None, dst: Path) -> None:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    try:
-        if tracking_uri:
-            mlflow.set_tracking_uri(tracking_uri)  # this process does nothing else
-            mlflow.set_registry_uri(tracking_uri)
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{info.name}/{info.version}", dst_path=str(dst)
-        )
-    except (MlflowException, OSError) as exc:
-        raise ModelLoadError(f"cannot download {info.name} v{info.version}: {exc}") from None
 
 
 def _write_manifest(info: ModelInfo, model_dir: Path, check: bool) -> dict[str, Any]:
@@ -102,27 +88,24 @@ def fetch(
     model_uri: str, tracking_uri: str | None, cache_dir: Path, check: bool = True
 ) -> tuple[ModelInfo, Path, dict[str, Any]]:
     """Resolve ``model_uri``, make sure ``<cache_dir>/<name>-v<version>`` holds it, checked."""
-    from mlflow import MlflowClient
+    from aibridge.registry import download_version, registry_client, resolve_model_uri
 
-    from aibridge.bundle import resolve_model_uri
-
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    info = resolve_model_uri(model_uri, client)
+    info = resolve_model_uri(model_uri, registry_client(tracking_uri))
     cache_dir = Path(cache_dir).expanduser()
     target = cache_dir / f"{info.name}-v{info.version}"
     manifest_path = target / MANIFEST
     if manifest_path.is_file():
         return info, target, json.loads(manifest_path.read_text()).get("check", {})
     if (target / "MLmodel").is_file():
-        # Downloaded by the full loader (aibridge.bundle shares the cache layout): check it
-        # in place and add the manifest, written whole or not at all.
+        # Downloaded by the full loader (aibridge.serving_model shares the cache layout): check
+        # it in place and add the manifest, written whole or not at all.
         result = _write_manifest(info, target, check)
         return info, target, result
     cache_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{info.name}-v{info.version}-", dir=cache_dir))
     try:
         model_dir = work / "model"
-        _download(info, tracking_uri, model_dir)
+        download_version(info.name, info.version, model_dir, tracking_uri)
         result = _write_manifest(info, model_dir, check)
         try:
             os.replace(model_dir, target)

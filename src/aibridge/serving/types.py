@@ -1,5 +1,7 @@
-"""What a served model reports and answers: shared by the lean runtime and ``aibridge.bundle``
-(kept free of MLflow, pandas and LightGBM imports)."""
+"""What a served model reports and answers, and the registry URI rule: shared by the lean
+runtime, the full one (``aibridge.serving_model``), the server (``aibridge.server.models``) and
+the registry module (``aibridge.registry``). Kept free of MLflow, pandas and LightGBM imports,
+so this is the one home of :func:`parse_model_uri` and :class:`ModelLoadError`."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from aibridge.errors import AibridgeError
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))?$")
 
 
-class ModelLoadError(AibridgeError):
+class ModelLoadError(AibridgeError, RuntimeError):
     """The model cannot be resolved or loaded; the message says which and why."""
 
 

@@ -1,5 +1,11 @@
 """The server's resolver and loader on the lean runtime: no MLflow in the serving process.
 
+``aibridge.registry`` is the project's MLflow registry module; this one answers the server's
+one registry question ("which version is behind this URI") *without* MLflow, because the lean
+server must not import it (~330 MB, seconds of start-up). It shares ``parse_model_uri``,
+``ModelInfo`` and ``ModelLoadError`` with ``aibridge.registry`` (``aibridge.serving.types``),
+and reads MLflow's own store only where its layout is stable and small.
+
 ``ModelSet`` (``aibridge.server.models``) asks a resolver "which version is behind this URI"
 on start and on every poll, and a loader for ``models:/<name>/<version>`` when it moved.
 
@@ -29,7 +35,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from aibridge.serving.runtime import MANIFEST, LeanModel
+from aibridge.model_bundle import MANIFEST
+from aibridge.serving.runtime import LeanModel
 from aibridge.serving.types import ModelInfo, ModelLoadError, parse_model_uri
 
 FETCH_TIMEOUT_S = 600.0

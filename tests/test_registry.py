@@ -1,0 +1,143 @@
+"""``aibridge.registry`` on a real MLflow SQLite store: alias lookups, version tags and
+descriptions, finding a version by its bundle digest, and loading a model without moving
+MLflow's process-wide URIs. ``aibridge.model_bundle``'s layout and digest."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from aibridge import model_bundle, pyfunc_model
+from aibridge.model_bundle import bundle_digest
+from aibridge.registry import (
+    DIGEST_TAG,
+    ModelLoadError,
+    alias_version,
+    find_version_by_digest,
+    parse_model_uri,
+    registry_client,
+    resolve_model_uri,
+    set_version_description,
+    set_version_tags,
+)
+from aibridge.serving_model import load_serving_model
+from tests.test_bundle import save_small_model
+
+NAME = "aibridge-XAUUSD-H1"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A store holding two versions of one small model (v1 champion, v2 challenger)."""
+    root = tmp_path_factory.mktemp("registry")
+    model_dir = save_small_model(root)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = registry_client(uri)
+    client.create_registered_model(NAME)
+    digest = bundle_digest(root / "bundle")
+    for alias in ("champion", "challenger"):
+        mv = client.create_model_version(NAME, str(model_dir), tags={DIGEST_TAG: digest})
+        client.set_registered_model_alias(NAME, alias, mv.version)
+    return uri, root
+
+
+def test_alias_lookup_and_resolve(store: tuple[str, Path]) -> None:
+    uri, _ = store
+    client = registry_client(uri)
+    assert alias_version(client, NAME, "champion") == "1"
+    assert alias_version(client, NAME, "challenger") == "2"
+    assert alias_version(client, NAME, "nope") is None
+    assert alias_version(client, "no-such-model", "champion") is None
+    assert resolve_model_uri(f"models:/{NAME}@challenger", client).version == "2"
+    assert resolve_model_uri(f"models:/{NAME}", client).version == "2"  # the latest
+    assert resolve_model_uri(f"models:/{NAME}/1", client).alias is None
+    with pytest.raises(ModelLoadError, match="cannot resolve models:/nope@champion"):
+        resolve_model_uri("models:/nope@champion", client)
+
+
+def test_one_uri_rule_everywhere() -> None:
+    from aibridge.server import models as server_models
+    from aibridge.serving import resolve, types
+
+    assert parse_model_uri is types.parse_model_uri is server_models.parse_model_uri
+    assert resolve.parse_model_uri is types.parse_model_uri
+    assert server_models.ModelLoadError is types.ModelLoadError
+    assert parse_model_uri(" models:/m/12 ") == ("m", None, "12")
+    for bad in ("runs:/abc/model", "models:/m/latest", "models:/"):
+        with pytest.raises(ModelLoadError, match="is not a registry URI"):
+            parse_model_uri(bad)
+
+
+def test_find_by_digest_tags_and_description(store: tuple[str, Path]) -> None:
+    uri, root = store
+    client = registry_client(uri)
+    digest = bundle_digest(root / "bundle")
+    assert find_version_by_digest(client, NAME, digest) == "2"  # the newest of the two
+    assert find_version_by_digest(client, NAME, "0" * 64) is None
+    assert find_version_by_digest(client, "no-such-model", digest) is None
+    set_version_tags(client, NAME, "1", {"gate.promote": True, "n": 3})
+    set_version_description(client, NAME, "1", "# v1\n\n**why**: first")
+    mv = client.get_model_version(NAME, "1")
+    assert (mv.tags["gate.promote"], mv.tags["n"]) == ("True", "3")
+    assert mv.description == "# v1\n\n**why**: first"
+
+
+def test_bundle_digest_is_the_content_without_provenance(tmp_path: Path) -> None:
+    save_small_model(tmp_path)
+    bundle = tmp_path / "bundle"
+    digest = bundle_digest(bundle)
+    assert len(digest) == 64
+    # The MLflow model directory holds the same files under artifacts/: same digest.
+    assert bundle_digest(tmp_path / "model") == digest
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    settings_path = copy / model_bundle.SETTINGS_FILE
+    settings = json.loads(settings_path.read_text())
+    settings_path.write_text(
+        json.dumps(settings | {"trained_at": "2026-01-01T00:00:00+00:00", "git_commit": "abc"})
+    )
+    assert bundle_digest(copy) == digest  # provenance and formatting do not count
+    settings_path.write_text(json.dumps(settings | {"min_confidence": 0.51}))
+    assert bundle_digest(copy) != digest
+    settings_path.write_text(json.dumps(settings))
+    (copy / model_bundle.DECISION_FILE).write_text("# other code\n")
+    assert bundle_digest(copy) != digest
+    (copy / model_bundle.BOOSTER_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match="missing"):
+        bundle_digest(copy)
+
+
+def test_pyfunc_artifact_keys_are_the_bundle_layouts() -> None:
+    assert {
+        pyfunc_model.ARTIFACT_BOOSTER,
+        pyfunc_model.ARTIFACT_SETTINGS,
+        pyfunc_model.ARTIFACT_FEATURES,
+        pyfunc_model.ARTIFACT_DECISION,
+    } == set(model_bundle.ARTIFACT_FILES)
+    assert model_bundle.ARTIFACT_BOOSTER == pyfunc_model.ARTIFACT_BOOSTER
+    assert model_bundle.ARTIFACT_SETTINGS == pyfunc_model.ARTIFACT_SETTINGS
+    assert model_bundle.ARTIFACT_FEATURES == pyfunc_model.ARTIFACT_FEATURES
+    assert model_bundle.ARTIFACT_DECISION == pyfunc_model.ARTIFACT_DECISION
+    assert model_bundle.pyfunc_code_path() == pyfunc_model.__file__
+
+
+def test_loading_a_model_leaves_mlflows_global_uris_alone(
+    store: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri, _ = store
+    elsewhere = f"sqlite:///{tmp_path / 'other.db'}"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    mlflow.set_tracking_uri(elsewhere)
+    try:
+        model = load_serving_model(f"models:/{NAME}@champion", uri, cache_dir=tmp_path / "cache")
+        assert (model.info.version, model.info.symbol) == ("1", "XAUUSD")
+        assert mlflow.get_tracking_uri() == elsewhere
+        assert "MLFLOW_REGISTRY_URI" not in os.environ
+    finally:
+        mlflow.set_tracking_uri(None)
