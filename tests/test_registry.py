@@ -4,9 +4,12 @@ MLflow's process-wide URIs. ``aibridge.model_bundle``'s layout and digest."""
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -14,6 +17,7 @@ import pytest
 
 from aibridge import model_bundle, pyfunc_model
 from aibridge.model_bundle import bundle_digest
+from aibridge.promotion import apply_gate
 from aibridge.registry import (
     DIGEST_TAG,
     ModelLoadError,
@@ -141,3 +145,51 @@ def test_loading_a_model_leaves_mlflows_global_uris_alone(
         assert "MLFLOW_REGISTRY_URI" not in os.environ
     finally:
         mlflow.set_tracking_uri(None)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A gate verdict that is not ``backtest.gate.GateDecision``: apply_gate needs only this."""
+
+    promote: bool
+    reason: str
+
+    def as_tags(self) -> dict[str, str]:
+        return {"gate.promote": str(self.promote), "gate.reason": self.reason}
+
+
+def test_apply_gate_takes_any_verdict(store: tuple[str, Path], tmp_path: Path) -> None:
+    uri, root = store
+    client = registry_client(uri)
+    name = "gate-verdict"
+    client.create_registered_model(name)
+    for _ in range(2):
+        client.create_model_version(name, str(root / "model"))
+    client.set_registered_model_alias(name, "champion", "1")
+    journal = tmp_path / "promotions.jsonl"
+    assert apply_gate(name, "2", Verdict(False, "no edge"), journal=journal, client=client) is None
+    assert alias_version(client, name, "champion") == "1"
+    assert client.get_model_version(name, "2").tags["gate.reason"] == "no edge"
+    move = apply_gate(name, "2", Verdict(True, "better"), journal=journal, client=client)
+    assert move is not None and (move.from_version, move.to_version) == ("1", "2")
+    assert alias_version(client, name, "champion") == "2"
+    assert json.loads(journal.read_text().splitlines()[-1])["reason"] == "better"
+
+
+def _imports(module: str) -> set[str]:
+    path = Path(importlib.import_module(module).__file__ or "")
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize(
+    "module", ["aibridge.registry", "aibridge.promotion", "aibridge.model_bundle"]
+)
+def test_registry_and_bundle_modules_import_nothing_above_them(module: str) -> None:
+    above = ("aibridge.backtest", "aibridge.stages", "aibridge.server", "aibridge.cli")
+    assert not {m for m in _imports(module) if m.startswith(above)}

@@ -15,8 +15,9 @@ warm-up written once). Registry lookups and downloads are ``aibridge.registry``'
 types (``ModelInfo``, ``Decision``, the errors) live in ``aibridge.serving.types`` and are
 re-exported here.
 
->>> model = load_serving_model("models:/aibridge-EURUSD-H1@champion", "sqlite:///mlflow.db")
->>> model.decide(time, open, high, low, close, volume, spread_points=12).action
+>>> uri = "models:/aibridge-EURUSD-H1@champion"  # doctest: +SKIP
+>>> model = load_serving_model(uri, "sqlite:///mlflow.db")  # doctest: +SKIP
+>>> model.decide(time, open, high, low, close, volume, spread_points=12).action  # doctest: +SKIP
 'HOLD'
 """
 

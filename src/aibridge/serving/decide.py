@@ -8,8 +8,8 @@ this twin was written against (:data:`TWIN_OF`, checked by content hash when a m
 any other bundle decides with its own ``decide_rows``. ``tests/test_serving_runtime.py``
 compares the twin to ``decide_rows`` on every sample bar, for each calibration and rule.
 
->>> twin = DecisionTwin(settings_from(settings), settings.get("calibration"))
->>> twin.decide(0.2, 0.5, 0.3, close=1.1012, atr=0.0011, spread_points=12.0)
+>>> twin = DecisionTwin(settings_from(settings), settings.get("calibration"))  # doctest: +SKIP
+>>> twin.decide(0.2, 0.5, 0.3, close=1.1012, atr=0.0011, spread_points=12.0)  # doctest: +SKIP
 (1, 0.31, 'ev_below_margin', (0.2, 0.49, 0.31), -0.12, nan, nan, nan, nan)
 """
 

@@ -17,9 +17,10 @@ on start and on every poll, and a loader for ``models:/<name>/<version>`` when i
   checked it, else ``python -m aibridge.serving.fetch`` in a subprocess first (downloading
   and checking happen there, off the request path, once per version).
 
->>> resolver, loader = lean_backend("sqlite:///mlflow.db", Path("~/.cache/aibridge/models"))
->>> info = resolver("models:/aibridge-EURUSD-H1@champion")
->>> model = loader(f"models:/{info.name}/{info.version}")
+>>> cache = Path("~/.cache/aibridge/models")  # doctest: +SKIP
+>>> resolver, loader = lean_backend("sqlite:///mlflow.db", cache)  # doctest: +SKIP
+>>> info = resolver("models:/aibridge-EURUSD-H1@champion")  # doctest: +SKIP
+>>> model = loader(f"models:/{info.name}/{info.version}")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -40,19 +41,6 @@ from aibridge.serving.runtime import LeanModel
 from aibridge.serving.types import ModelInfo, ModelLoadError, parse_model_uri
 
 FETCH_TIMEOUT_S = 600.0
-
-
-def _info(name: str, version: str, alias: str | None, run_id: str, tags: dict) -> ModelInfo:
-    return ModelInfo(
-        name=name,
-        version=str(version),
-        alias=alias,
-        run_id=run_id or "",
-        trained_at=tags.get("trained_at", ""),
-        data_hash=tags.get("data_hash", ""),
-        symbol=tags.get("symbol", ""),
-        timeframe=tags.get("timeframe", ""),
-    )
 
 
 def _sqlite_path(tracking_uri: str) -> Path | None:
@@ -102,7 +90,7 @@ def resolve_sqlite(db: Path, model_uri: str) -> ModelInfo:
         )
     finally:
         con.close()
-    return _info(name, version, alias, row[0], tags)
+    return ModelInfo.from_tags(name, version, alias, row[0], tags)
 
 
 def _rest(base: str, path: str, params: dict[str, str]) -> dict:
@@ -140,7 +128,7 @@ def resolve_rest(base: str, model_uri: str) -> ModelInfo:
         mv = {"model_version": max(versions, key=lambda v: int(v["version"]))}
     v = mv["model_version"]
     tags = {t["key"]: t.get("value", "") for t in v.get("tags", [])}
-    return _info(name, v["version"], alias, v.get("run_id", ""), tags)
+    return ModelInfo.from_tags(name, v["version"], alias, v.get("run_id", ""), tags)
 
 
 def run_fetch(

@@ -14,8 +14,9 @@ It shares its attributes and ``decide`` with ``aibridge.serving_model.ServingMod
 are :class:`aibridge.serving.bundled.BundledModel`) and gives the same bits; the server can
 serve either.
 
->>> model = LeanModel.from_dir(Path("~/.cache/aibridge/models/aibridge-EURUSD-H1-v3"))
->>> model.decide(time, open, high, low, close, volume, spread_points=12).action
+>>> cached = Path("~/.cache/aibridge/models/aibridge-EURUSD-H1-v3")  # doctest: +SKIP
+>>> model = LeanModel.from_dir(cached)  # doctest: +SKIP
+>>> model.decide(time, open, high, low, close, volume, spread_points=12).action  # doctest: +SKIP
 'HOLD'
 """
 

@@ -32,6 +32,26 @@ class ModelInfo:
     symbol: str
     timeframe: str
 
+    @classmethod
+    def from_tags(
+        cls, name: str, version: str | int, alias: str | None, run_id: str | None, tags: dict
+    ) -> ModelInfo:
+        """The facts of one registered version, from its version tags (written by ``train``).
+
+        >>> ModelInfo.from_tags("m", 3, "champion", None, {"symbol": "EURUSD"}).version
+        '3'
+        """
+        return cls(
+            name=name,
+            version=str(version),
+            alias=alias,
+            run_id=run_id or "",
+            trained_at=tags.get("trained_at", ""),
+            data_hash=tags.get("data_hash", ""),
+            symbol=tags.get("symbol", ""),
+            timeframe=tags.get("timeframe", ""),
+        )
+
 
 @dataclass(frozen=True)
 class Decision:
