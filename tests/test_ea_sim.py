@@ -201,8 +201,20 @@ def test_cli_ea_sim_without_server_fails_cleanly() -> None:
         ],
     )
     assert result.exit_code == 1
-    assert "no heartbeat ever succeeded" in result.output
+    assert "no heartbeat ever succeeded: no reply from" in result.output
     assert "Traceback" not in result.output
+
+
+def test_cli_ea_sim_names_what_the_server_serves_when_the_pair_is_not_served(served) -> None:
+    _, ep = served
+    result = CliRunner().invoke(
+        serve_app,
+        ["ea-sim", "--endpoint", ep, "--symbol", "GBPUSD", "--bars", "50", "--quiet"],
+    )
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())  # the message may wrap
+    assert "answers but does not serve GBPUSD H1; it serves EURUSD H1" in text, text
+    assert "is `aibridge serve` running" not in text and "Traceback" not in text
 
 
 # The sample carries no edge: the served model says HOLD (no_edge) on every bar. To compare

@@ -140,3 +140,34 @@ def test_kill_9_under_load_then_restart(trained_model_store: TrainedStore, tmp_p
     assert len(rows) > len(rows_after_kill) + 50
     events = j.tail(db, "model_events")
     assert [e["event"] for e in events] == ["loaded", "loaded"]
+
+
+def test_a_busy_port_fails_on_the_bind_before_any_model_is_loaded(tmp_path: Path) -> None:
+    """A second server on a taken port says so, naming the holder, and never reaches the
+    model: the URI here does not even exist, so loading first would fail differently."""
+    port = free_port()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import socket, time\ns = socket.socket()\n"
+         f"s.bind(('127.0.0.1', {port})); s.listen(); print('up', flush=True)\n"
+         "time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "up"
+        res = subprocess.run(
+            [sys.executable, "-m", "aibridge.server", "serve",
+             "--model", "models:/no-such-model@champion",
+             "--tracking-uri", f"sqlite:///{tmp_path / 'empty.db'}",
+             "--port", str(port), "--no-metrics", "--poll-interval", "0",
+             "--journal", str(tmp_path / "journal.sqlite"),
+             "--model-cache-dir", str(tmp_path / "cache")],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        holder.kill()
+        holder.wait()
+    text = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode == 1, text
+    assert f"cannot bind tcp://127.0.0.1:{port}: Address already in use" in text, text
+    assert f"held by pid {holder.pid}" in text and "No model was loaded" in text, text
+    assert "no-such-model" not in text and "Traceback" not in text, text

@@ -198,11 +198,20 @@ def rollback(
 def demo_serve(
     model: str = typer.Option("models:/aibridge-EURUSD-H1@champion", help="Registered model URI."),
     bars: int = typer.Option(300, help="Sample bars the EA emulator replays."),
+    trading: bool = typer.Option(
+        True,
+        "--trading/--no-trading",
+        help="Part 2: also train (in a temp dir) and serve a model on a synthetic series with "
+        "a planted edge, so BUY/SELL with SL/TP, risk vetoes and trade events appear.",
+    ),
+    trading_bars: int = typer.Option(800, help="Part 2: bars of the synthetic series replayed."),
 ) -> None:
-    """Start the server on a registered model, drive it with the EA emulator, stop it."""
+    """Part 1: serve the registered model, drive it with the EA emulator over the sample (no
+    edge: HOLD), stop it. Part 2: the same with a planted-edge model that trades (temp store)."""
     from aibridge.demo import run_demo
 
-    raise typer.Exit(run_demo(model, bars, project_root()))
+    root = project_root()
+    raise typer.Exit(run_demo(model, bars, root, trading=trading, trading_bars=trading_bars))
 
 
 @app.command("ea-replay")

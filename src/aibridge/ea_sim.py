@@ -313,6 +313,8 @@ class EaEmulator:
         )
         self.summary = SimSummary()
         self.hb: dict[str, Any] | None = None
+        # The last failed heartbeat's reply (None: no reply at all), for the final message.
+        self.last_heartbeat_error: dict[str, Any] | None = None
         self.version: str | None = None
         self._last_hb = 0.0
         self._seq = 0
@@ -390,8 +392,14 @@ class EaEmulator:
         doc, _ = self._call(payload, rid)
         if doc is None or doc.get("status") != "ok" or not doc.get("model"):
             self.summary.heartbeats_failed += 1
+            self.last_heartbeat_error = doc
             why = "timeout" if doc is None else doc.get("code", "no model")
             self._line(f"[yellow]heartbeat failed ({why})[/]")
+            if doc is not None and doc.get("code") == "unknown_model" and self.hb is None:
+                # The server answered and serves other pairs; its slots are fixed at start,
+                # so no later heartbeat can succeed: stop instead of skipping every bar.
+                self._line(f"[red]{doc.get('message')}[/]")
+                self._stop = True
             return None
         self.summary.heartbeats_ok += 1
         version = str(doc["model"]["version"])

@@ -321,7 +321,9 @@ class ServedModel:
             "--log-path", str(self.workdir / "server.log"),
         ]  # fmt: skip
         self.log = (self.workdir / "server.stderr").open("w")
-        env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MLFLOW_")}
+        # The served store is the one given; no other project's pointers (AIBRIDGE_HOME).
+        drop = ("MLFLOW_", "AIBRIDGE_HOME", "AIBRIDGE_CONF_DIR")
+        env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(drop)}
         self.proc = subprocess.Popen(
             cmd, cwd=self.cwd, stdout=self.log, stderr=subprocess.STDOUT, env=env
         )
@@ -435,7 +437,7 @@ def run_case(
     import mlflow
 
     from aibridge.backtest.engine import run_backtest, spread_points
-    from aibridge.backtest.stage import CANDLE_COLUMNS, load_settings, signals_from_decisions
+    from aibridge.backtest.signals import CANDLE_COLUMNS, load_settings, signals_from_decisions
     from aibridge.ingest import read_mt4_csv
     from aibridge.ingest.naming import parse_symbol_timeframe
     from aibridge.instruments import load_instrument

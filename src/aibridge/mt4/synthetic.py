@@ -185,8 +185,10 @@ class RegisteredModel:
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("MLFLOW_REGISTRY_URI", None)
+    # The copy is the project: no pointer to another one (AIBRIDGE_HOME would make its stages
+    # read that project's conf/ and write to that project's MLflow store), no MLflow URIs.
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "AIBRIDGE_HOME", "AIBRIDGE_CONF_DIR"):
+        env.pop(var, None)
     env["MPLBACKEND"] = "Agg"
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if result.returncode != 0:

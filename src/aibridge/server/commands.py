@@ -216,7 +216,31 @@ def ea_sim(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_bytes(orjson.dumps(summary.to_dict(), option=orjson.OPT_INDENT_2))
     if summary.heartbeats_ok == 0:
-        raise _fail(f"no heartbeat ever succeeded against {endpoint} (is the server running?)")
+        raise _fail(_no_heartbeat_message(sim, cfg))
+
+
+def _no_heartbeat_message(sim: Any, cfg: Any) -> str:
+    """Why no heartbeat succeeded: no reply at all, or what the server answered instead."""
+    asked = f"{sim.symbol} {sim.timeframe}"
+    err = sim.last_heartbeat_error
+    if err is None:
+        return (
+            f"no heartbeat ever succeeded: no reply from {cfg.endpoint} within "
+            f"{cfg.timeout_ms} ms × {cfg.retries + 1} attempts (is `aibridge serve` running "
+            "there? or pass --spawn-server)"
+        )
+    if err.get("code") == "unknown_model":
+        served = (err.get("details") or {}).get("served") or []
+        return (
+            f"the server at {cfg.endpoint} answers but does not serve {asked}; it serves "
+            f"{', '.join(served) or 'no model'}. Replay a CSV of a served pair (named like "
+            "EURUSD60.csv) or pass --symbol/--timeframe, or start the server with a model for "
+            f"{asked}"
+        )
+    return (
+        f"the server at {cfg.endpoint} answered every heartbeat for {asked} with "
+        f"{err.get('code')}: {err.get('message')}"
+    )
 
 
 def _spawn_server() -> tuple[Any, str]:
@@ -367,7 +391,9 @@ def journal_tail(
         float, typer.Option(help="With --follow: seconds between polls of the journal.")
     ] = 0.5,
 ) -> None:
-    """Show the newest journal rows; --follow keeps printing new ones until Ctrl-C."""
+    """Show the newest journal rows; --follow keeps printing new ones until Ctrl-C.
+
+    A table on a terminal; one line per row when following or piped; --json for scripts."""
     from aibridge.server import journal as j
 
     file = _journal_path(path)
@@ -392,7 +418,7 @@ def journal_tail(
         if as_json:
             for r in rows:
                 _json_line(r)
-        elif follow:
+        elif follow or not out.is_terminal:  # lines: appendable, and grep-able in a pipe
             out.print("  ".join(cols), highlight=False, soft_wrap=True)
             for r in rows:
                 out.print(_line(r, cols), highlight=False, soft_wrap=True)

@@ -47,8 +47,56 @@ def tracking_uri_for(settings: ServeSettings) -> str:
     return resolve_tracking_uri(config_group("tracking") or None)
 
 
+def port_holder(port: int) -> str | None:
+    """``pid 1234 (aibridge serve --port 5555)`` listening on TCP ``port``, when the OS says
+    (psutil; None when it cannot tell, e.g. another user's process)."""
+    import psutil  # type: ignore[import-untyped]
+
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                if conn.pid is None:
+                    return None
+                cmd = " ".join(psutil.Process(conn.pid).cmdline()[:8])
+                return f"pid {conn.pid} ({cmd})" if cmd else f"pid {conn.pid}"
+    except (psutil.Error, OSError):
+        return None
+    return None
+
+
+def _bind(server: SignalServer, settings: ServeSettings) -> None:
+    """Bind the ZeroMQ socket and the metrics port, or raise :class:`ServeError` saying who
+    holds the port; called before any model is loaded, so a busy port fails in a second."""
+    try:
+        server.bind()
+    except zmq.ZMQError as exc:
+        server.close()
+        holder = port_holder(settings.port) if exc.errno == zmq.EADDRINUSE else None
+        raise ServeError(
+            f"cannot bind tcp://{settings.host}:{settings.port}: {exc.strerror}"
+            + (f" (held by {holder})" if holder else "")
+            + "; stop that process or choose another port (--port, conf/serve port). "
+            "No model was loaded."
+        ) from None
+    except CurveKeyError as exc:
+        server.close()
+        raise ServeError(str(exc)) from None
+    except OSError as exc:  # metrics port in use
+        server.close()
+        holder = port_holder(settings.metrics_port) if settings.metrics_port else None
+        raise ServeError(
+            f"cannot start metrics on port {settings.metrics_port}: {exc.strerror or exc}"
+            + (f" (held by {holder})" if holder else "")
+            + "; choose another with --metrics-port, or --no-metrics. No model was loaded."
+        ) from None
+
+
 def build_server(settings: ServeSettings) -> SignalServer:
-    """Everything but the loop; raises :class:`ServeError` for user-fixable problems."""
+    """Everything but the loop; raises :class:`ServeError` for user-fixable problems.
+
+    Bind first, then load: a second server on a busy port fails before it spends seconds
+    (and memory) loading models it could never serve.
+    """
     journal = Journal(settings.journal_path)
     metrics = ServerMetrics()
     tracking = tracking_uri_for(settings)
@@ -56,12 +104,13 @@ def build_server(settings: ServeSettings) -> SignalServer:
     models = ModelSet(
         settings.models, resolver=resolver, loader=loader, journal=journal, metrics=metrics
     )
+    server = SignalServer(settings, models, risk_block(), journal=journal, metrics=metrics)
+    _bind(server, settings)
     try:
         models.load_all()
     except ModelLoadError as exc:
-        journal.close()
+        server.close()
         raise ServeError(f"{exc} (tracking URI {tracking})") from None
-    server = SignalServer(settings, models, risk_block(), journal=journal, metrics=metrics)
     shadow = settings.shadow
     if shadow.alias or shadow.models:
         from aibridge.loop.shadow import ShadowRunner
@@ -78,17 +127,6 @@ def build_server(settings: ServeSettings) -> SignalServer:
                 queue_max=shadow.queue_max,
             )
         )
-    try:
-        server.bind()
-    except zmq.ZMQError as exc:
-        server.close()
-        raise ServeError(f"cannot bind tcp://{settings.host}:{settings.port}: {exc}") from None
-    except CurveKeyError as exc:
-        server.close()
-        raise ServeError(str(exc)) from None
-    except OSError as exc:  # metrics port in use
-        server.close()
-        raise ServeError(f"cannot start metrics on port {settings.metrics_port}: {exc}") from None
     return server
 
 
