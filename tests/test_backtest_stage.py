@@ -26,10 +26,11 @@ import yaml
 from aibridge.backtest import EngineSettings, run_backtest
 from aibridge.backtest.gate import decide
 from aibridge.backtest.settings import GateSettings
-from aibridge.backtest.stage import load_bundle, signals_from_decisions
+from aibridge.backtest.signals import signals_from_decisions
 from aibridge.ea_sim import LazyPirateClient, build_predict, load_candles
 from aibridge.ingest import read_mt4_csv
 from aibridge.instruments import load_instrument
+from aibridge.model_bundle import load_local_bundle as load_bundle
 from aibridge.paths import sample_data_path
 from aibridge.risk import RiskSettings
 from tests.conftest import BIN, TrainedStore, mlflow_client, run
@@ -67,7 +68,7 @@ def test_stage_writes_every_output(backtested: Path) -> None:
         "report.md",
         "equity.png",
         "drawdown.png",
-        "gate.json",
+        "challenger.json",
     ):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
@@ -81,11 +82,15 @@ def test_stage_writes_every_output(backtested: Path) -> None:
 
 
 def test_gate_compares_with_the_registry_champion(backtested: Path) -> None:
-    gate = json.loads((backtested / "reports" / "backtest" / "gate.json").read_text())
-    assert gate["champion"] is not None and gate["champion"]["version"] == 1
+    """The register stage runs the champion on the challenger's test window and records the
+    full decision (untracked reports/registration.json, the train run)."""
+    reg = json.loads((backtested / "reports" / "registration.json").read_text())
+    gate = reg["gate"]
+    assert reg["champion_before"] == "1" and gate["champion"] is not None
     assert gate["challenger"]["trade_count"] > 0  # the 0.18 R challenger really trades
-    champion = {k: v for k, v in gate["champion"].items() if k != "version"}
-    again = decide(gate["challenger"], champion, GateSettings(**gate["rule"]))
+    measured = json.loads((backtested / "reports" / "backtest" / "challenger.json").read_text())
+    assert measured["challenger"]["trade_count"] == gate["challenger"]["trade_count"]
+    again = decide(gate["challenger"], gate["champion"], GateSettings(**gate["rule"]))
     assert (again.promote, again.reason) == (gate["promote"], gate["reason"])
     # the sample has no edge: the floor keeps the champion, and says so
     assert gate["promote"] is False and gate["reason"].startswith("no edge"), gate["reason"]
@@ -98,7 +103,6 @@ def test_report_says_plainly_there_is_no_edge(backtested: Path) -> None:
     assert metrics["edge"].startswith("no edge")
     report = (out / "report.md").read_text()
     assert "**No edge.**" in report
-    assert "Gate: **keep the champion** — no edge" in report
     for key in ("sharpe_ci_low", "expectancy_r_ci_low", "ruined", "dsr", "folds_trading_pct"):
         assert key in metrics["model"], key
 
@@ -124,7 +128,8 @@ def test_backtest_is_logged_to_the_train_run(backtested: Path) -> None:
     logged = client.get_run(run_id)
     assert "bt_sharpe" in logged.data.metrics
     names = {a.path for a in client.list_artifacts(run_id, "backtest")}
-    assert {"backtest/report.md", "backtest/equity.png", "backtest/gate.json"} <= names
+    assert {"backtest/report.md", "backtest/equity.png", "backtest/challenger.json"} <= names
+    assert "gate/decision.json" in {a.path for a in client.list_artifacts(run_id, "gate")}
 
 
 REPLAY_BARS = 300  # the last bars of the sample

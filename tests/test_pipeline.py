@@ -180,3 +180,90 @@ def test_stages_find_the_train_run_in_mlflow_without_train_run_json(
     assert found["found_by"] == "aibridge.model_md5"
     for key in ("run_id", "model_uri", "model_md5", "data_hash", "git_commit", "trained_at"):
         assert found[key] == record[key], key
+
+
+def test_an_identical_model_is_not_registered_again(mutable_project: Path) -> None:
+    """Registry hygiene: register again with the same artifacts/model → no new version; the
+    challenger alias points at the version that holds that content."""
+    import sys
+
+    client = mlflow_client(f"sqlite:///{mutable_project / 'mlflow.db'}")
+    before = client.search_model_versions("name='aibridge-EURUSD-H1'")
+    out = run([sys.executable, "pipelines/register.py"], mutable_project)
+    after = client.search_model_versions("name='aibridge-EURUSD-H1'")
+    assert len(after) == len(before)
+    text = out.stdout + out.stderr
+    assert "model unchanged: same as v" in text and "not registered again" in text
+
+
+def test_version_carries_a_model_card_and_few_tags(trained_model_store: TrainedStore) -> None:
+    client = mlflow_client(trained_model_store.tracking_uri)
+    mv = client.get_model_version(trained_model_store.model_name, "1")
+    assert len(mv.tags) <= 8, sorted(mv.tags)
+    card = mv.description
+    assert card.startswith("## EURUSD H1"), card[:200]
+    for part in ("**Gate:", "DVC data hash", "walk-forward", "Walk-forward backtest"):
+        assert part.lower() in card.lower(), part
+    assert f"aibridge serve --model-uri models:/{trained_model_store.model_name}/1" in card
+    run_ = client.get_run(mv.run_id)
+    assert run_.info.run_name.startswith("EURUSD-H1 "), run_.info.run_name
+    assert run_.inputs.dataset_inputs, "the training candles are logged as a dataset"
+    experiment = client.get_experiment(run_.info.experiment_id)
+    assert "Training runs" in experiment.tags["mlflow.note.content"]
+
+
+def test_pyfunc_accepts_volume_as_pandas_reads_an_mt4_csv(
+    trained_model_store: TrainedStore,
+) -> None:
+    """`pd.read_csv` gives int64 volume; the registered pyfunc must take it as it is."""
+    import pandas as pd
+
+    names = ["date", "clock", "open", "high", "low", "close", "volume"]
+    df = pd.read_csv(trained_model_store.root / "data" / "EURUSD60.csv", names=names)
+    df.insert(0, "time", pd.to_datetime(df.pop("date") + " " + df.pop("clock")))
+    assert df["volume"].dtype == np.int64
+    mlflow.set_tracking_uri(trained_model_store.tracking_uri)
+    try:
+        model = mlflow.pyfunc.load_model(trained_model_store.model_uri)
+        tail = df.tail(200).reset_index(drop=True)
+        out = model.predict(tail)
+        same = model.predict(tail.astype({"volume": np.float64}))
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert len(out) == 200
+    pd.testing.assert_frame_equal(out, same)
+
+
+def test_backtest_outputs_do_not_depend_on_the_registry(
+    trained_model_store: TrainedStore, tmp_path: Path
+) -> None:
+    """The store has a champion (v1, promoted by hand) and runs; rerunning the backtest there
+    writes the bytes a fresh project wrote (the champion and the trial count are the register
+    stage's business)."""
+    root = tmp_path / "aibridge"
+    shutil.copytree(trained_model_store.root, root, symlinks=True)
+    out = root / "reports" / "backtest"
+    fresh = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".json", ".csv", ".md")}
+    run([str(BIN / "dvc"), "repro", "--force", "--single-item", "backtest"], root)
+    again = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".json", ".csv", ".md")}
+    assert "challenger.json" in fresh and "gate.json" not in fresh
+    assert again == fresh
+
+
+def test_a_too_short_history_fails_before_any_mlflow_run(
+    trained_model_store: TrainedStore, tmp_path: Path
+) -> None:
+    """300 bars cannot hold one walk-forward fold: train says so in one line, no run exists."""
+    root = tmp_path / "aibridge"
+    shutil.copytree(trained_model_store.root, root, symlinks=True)
+    csv = root / "data" / "EURUSD60.csv"
+    csv.write_text("".join(csv.read_text().splitlines(keepends=True)[:300]))
+    client = mlflow_client(f"sqlite:///{root / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs_before = len(client.search_runs(experiments))
+    result = run([str(BIN / "dvc"), "repro"], root, check=False)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "train failed: 300 H1 bars" in text and "too few for a walk-forward" in text, text
+    assert "Traceback" not in text
+    assert len(client.search_runs(experiments)) == runs_before

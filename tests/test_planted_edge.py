@@ -81,10 +81,11 @@ def projects(tmp_path_factory) -> dict[str, Path]:
 
 def outputs(root: Path) -> tuple[dict, dict, dict]:
     reports = root / "reports"
+    registration = json.loads((reports / "registration.json").read_text())
     return (
         json.loads((reports / "backtest" / "metrics.json").read_text()),
-        json.loads((reports / "backtest" / "gate.json").read_text()),
-        json.loads((reports / "registration.json").read_text()),
+        registration["gate"],  # the register stage's decision (untracked, per store)
+        registration,
     )
 
 

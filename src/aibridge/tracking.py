@@ -45,19 +45,107 @@ def configure_mlflow(tracking_cfg: Mapping[str, Any] | None = None) -> str:
     return uri
 
 
+EXPERIMENT_NOTE = """\
+Training runs of the aibridge pipeline (`dvc repro`, `dvc exp run`, `aibridge sweep`): one run
+per trained model, named `SYMBOL-TF <what changed>` (the DVC experiment's name, the `-S`
+overrides, or the params that differ from the previous run).
+
+Each run has the config (Parameters), the training candles (Inputs: source and DVC hash),
+test metrics (`test_*`, `eval_test_*`), the walk-forward backtest (`bt_*`, artifacts
+`backtest/`), the champion/challenger gate (`gate_*`, `gate/decision.json`) and the model.
+Registered versions (Models tab) carry a model card: data, config diff from the champion,
+metrics, the gate's decision and how to serve the version.
+"""
+
+# Tags that make the MLflow UI open an experiment on its training runs (MLflow 3 otherwise
+# guesses GenAI and opens the traces page) and show a description on the experiment page.
+EXPERIMENT_TAGS = {
+    "mlflow.experimentKind": "custom_model_development",
+    "mlflow.note.content": EXPERIMENT_NOTE,
+}
+
+
 def ensure_experiment(name: str, tracking_cfg: Mapping[str, Any] | None = None) -> str:
-    """Get or create an experiment; local stores keep artifacts next to the database."""
+    """Get or create an experiment (local stores keep artifacts next to the database) and give
+    it :data:`EXPERIMENT_TAGS` unless it has its own."""
     import mlflow
 
     experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    artifact_location = (tracking_cfg or {}).get("artifact_location")
-    uri = mlflow.get_tracking_uri()
-    if not artifact_location and uri.startswith("sqlite:///"):
-        db_path = Path(uri.removeprefix("sqlite:///"))
-        artifact_location = (db_path.parent / "mlartifacts").as_uri()
-    return mlflow.create_experiment(name, artifact_location=artifact_location or None)
+    if experiment is None:
+        artifact_location = (tracking_cfg or {}).get("artifact_location")
+        uri = mlflow.get_tracking_uri()
+        if not artifact_location and uri.startswith("sqlite:///"):
+            db_path = Path(uri.removeprefix("sqlite:///"))
+            artifact_location = (db_path.parent / "mlartifacts").as_uri()
+        experiment_id = mlflow.create_experiment(name, artifact_location=artifact_location or None)
+        tags: Mapping[str, str] = {}
+    else:
+        experiment_id, tags = experiment.experiment_id, experiment.tags
+    client = mlflow.MlflowClient()
+    for key, value in EXPERIMENT_TAGS.items():
+        if key not in tags:
+            client.set_experiment_tag(experiment_id, key, value)
+    return str(experiment_id)
+
+
+def _short(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+def describe_changes(changed: Mapping[str, Any], limit: int = 3) -> str:
+    """``num_leaves=15 horizon=12 +2 more``: changed params by their last key part.
+
+    >>> describe_changes({"model.num_leaves": 15, "labels.horizon": 12})
+    'horizon=12 num_leaves=15'
+    """
+    items = [f"{_short(k)}={v}" for k, v in sorted(changed.items(), key=lambda kv: _short(kv[0]))]
+    more = f" +{len(items) - limit} more" if len(items) > limit else ""
+    return " ".join(items[:limit]) + more
+
+
+def param_overrides(root: Path) -> dict[str, Any]:
+    """Values in ``params.yaml`` that differ from ``params.base.yaml`` (conf/ as composed):
+    the ``dvc exp run -S`` overrides in effect."""
+    from aibridge.config import flatten
+
+    try:
+        params = flatten(yaml.safe_load((root / "params.yaml").read_text()) or {})
+        base = flatten(yaml.safe_load((root / "params.base.yaml").read_text()) or {})
+    except (OSError, yaml.YAMLError):
+        return {}
+    return {k: v for k, v in params.items() if base.get(k) != v}
+
+
+def run_name(
+    prefix: str, params: Mapping[str, str], root: Path, experiment_id: str | None = None
+) -> str:
+    """``EURUSD-H1 num_leaves=15``: the DVC experiment's name when there is one
+    (``DVC_EXP_NAME``), then what changed: the ``-S`` overrides, else the params (as logged,
+    ``params``) that differ from the experiment's latest run; ``first run`` / ``same params``."""
+    parts = [prefix]
+    exp = os.environ.get("DVC_EXP_NAME")
+    if exp:
+        parts.append(exp)
+    changes = describe_changes(param_overrides(root))
+    if not changes and experiment_id is not None:
+        import mlflow
+
+        runs = mlflow.MlflowClient().search_runs(
+            [experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+        )
+        if not runs:
+            changes = "first run"
+        else:
+            before = runs[0].data.params
+            changed = {
+                k: v
+                for k, v in params.items()
+                if k in before and before[k] != v and not k.startswith(("tracking.", "data."))
+            }
+            changes = describe_changes(changed) or "same params"
+    if changes:
+        parts.append(changes)
+    return " ".join(parts)
 
 
 # What a pipeline run itself rewrites: not a reason to call the code "-dirty" (``dvc repro``

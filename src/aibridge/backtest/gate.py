@@ -1,9 +1,11 @@
 """Champion/challenger gate: the rule that decides whether a new model may be served.
 
-Pure function of two metric dicts, so the decision is reproducible from the numbers recorded
-next to it (``reports/backtest/gate.json`` and the registry tags). Both metric dicts must come
-from the same out-of-sample window and the same engine settings; the backtest stage makes sure
-of that by running both models on the challenger's test window.
+Pure function of two metric dicts and a variant count, so the decision is reproducible from
+the numbers recorded next to it (``gate/decision.json`` on the train run,
+``reports/registration.json``). Both metric dicts must come from the same out-of-sample window
+and the same engine settings: the ``backtest`` stage measures the challenger on its test window
+(``reports/backtest/challenger.json``), the ``register`` stage runs the champion on that window,
+counts the variants in MLflow and calls :func:`decide`.
 
 Rule (configurable in ``conf/backtest/default.yaml`` → ``gate``), checked in this order:
 
@@ -144,21 +146,24 @@ class GateDecision:
         path.write_text(json.dumps(json_safe(asdict(self)), indent=2, sort_keys=True, default=str))
 
 
-def _numbers(d: Mapping[str, Any]) -> dict[str, float]:
-    """JSON's null (written for NaN/inf) back to NaN."""
+def numbers(d: Mapping[str, Any]) -> dict[str, float]:
+    """JSON's null (written for NaN/inf) back to NaN.
+
+    >>> numbers({"sharpe": None, "trade_count": 3})
+    {'sharpe': nan, 'trade_count': 3.0}
+    """
     return {k: math.nan if v is None else float(v) for k, v in d.items()}
 
 
 def load_decision(path: Path) -> GateDecision:
-    """Read ``gate.json`` back (the ``register`` stage applies it with
-    :func:`aibridge.promotion.apply_gate`)."""
+    """Read a decision written by :meth:`GateDecision.write` back."""
     data = json.loads(path.read_text())
     return GateDecision(
         promote=bool(data["promote"]),
         reason=str(data["reason"]),
         metric=str(data["metric"]),
-        challenger=_numbers(data["challenger"]),
-        champion=None if data["champion"] is None else _numbers(data["champion"]),
+        challenger=numbers(data["challenger"]),
+        champion=None if data["champion"] is None else numbers(data["champion"]),
         rule=data.get("rule", {}),
     )
 
@@ -183,8 +188,8 @@ def with_dsr(metrics: Mapping[str, float], trials: Trials | None) -> dict[str, f
     """``metrics`` plus ``dsr``, ``dsr_sr0`` (annualised), ``trials`` and
     ``trials_sharpe_variance`` (NaN: unknown); without ``trials`` the ones recorded in
     ``metrics`` (a replayed decision) or one variant."""
-    m = _numbers(metrics)
-    if trials is None and "trials" in m:  # a recorded decision replayed (gate.json)
+    m = numbers(metrics)
+    if trials is None and "trials" in m:  # a recorded decision replayed
         recorded = m.get("trials_sharpe_variance", math.nan)
         trials = Trials(int(m["trials"]), recorded if math.isfinite(recorded) else None)
     n = 1 if trials is None else max(int(trials.count), 1)
@@ -214,7 +219,7 @@ def decide(
     """Apply the gate rule (see the module docstring); ``trials`` deflates the Sharpe."""
     m = rule.metric
     ch = with_dsr(challenger, trials)
-    cp = None if champion is None else _numbers(champion)
+    cp = None if champion is None else numbers(champion)
 
     def result(promote: bool, reason: str) -> GateDecision:
         return GateDecision(promote, reason, m, ch, cp, rule.model_dump())

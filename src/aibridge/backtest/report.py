@@ -27,6 +27,10 @@ DRAWDOWN_CSV = "drawdown.csv"
 TRADES_CSV = "trades.csv"
 FOLDS_CSV = "folds.csv"
 METRICS_JSON = "metrics.json"
+SUMMARY_JSON = "summary.json"
+# The keys of the stage's summary that go to METRICS_JSON (DVC metrics: what `dvc metrics diff`
+# and `dvc exp show` compare); the rest (baselines, verdicts, entry outcomes) to SUMMARY_JSON.
+METRIC_KEYS = ("model", "folds", "edge", "window")
 REPORT_MD = "report.md"
 EQUITY_PNG = "equity.png"
 DRAWDOWN_PNG = "drawdown.png"
@@ -174,6 +178,7 @@ def write_outputs(
             TRADES_CSV,
             FOLDS_CSV,
             METRICS_JSON,
+            SUMMARY_JSON,
             REPORT_MD,
             EQUITY_PNG,
             DRAWDOWN_PNG,
@@ -183,7 +188,10 @@ def write_outputs(
     dd.to_csv(paths[DRAWDOWN_CSV], index=False)
     model.trades.to_csv(paths[TRADES_CSV], index=False, float_format="%.6f")
     pd.DataFrame(list(folds)).to_csv(paths[FOLDS_CSV], index=False)
-    paths[METRICS_JSON].write_text(json.dumps(json_safe(summary), indent=2, sort_keys=True) + "\n")
+    metrics = {k: v for k, v in summary.items() if k in METRIC_KEYS}
+    rest = {k: v for k, v in summary.items() if k not in METRIC_KEYS}
+    for path, payload in ((paths[METRICS_JSON], metrics), (paths[SUMMARY_JSON], rest)):
+        path.write_text(json.dumps(json_safe(payload), indent=2, sort_keys=True) + "\n")
     paths[REPORT_MD].write_text(report_md, encoding="utf-8")
     _png(
         eq, ["model", "buy_and_hold", "flat"], "Equity (out of sample)", "equity", paths[EQUITY_PNG]

@@ -1,12 +1,19 @@
-"""Stage ``backtest``: walk-forward report, baselines, and the champion/challenger numbers.
+"""Stage ``backtest``: walk-forward report, baselines, and the challenger's own gate numbers.
 
 Two different questions, two different windows:
 
 * *Is the recipe any good?* Walk-forward over the whole history (retrained per fold), compared
   with flat, buy-and-hold and random signals → ``reports/backtest/report.md`` + metrics/plots.
 * *Should the new model replace the served one?* The just-trained challenger (``artifacts/model``)
-  and the registry's champion both trade the challenger's held-out test window with the same
-  engine and rules → ``reports/backtest/gate.json``, which the ``register`` stage applies.
+  trades its own held-out test window → ``reports/backtest/challenger.json`` (the window and the
+  challenger's numbers: the floor's inputs). The ``register`` stage runs the registry's champion
+  on that same window, counts the variants tried in MLflow (for the Deflated Sharpe) and applies
+  the gate (:mod:`aibridge.backtest.gate`).
+
+Every output here depends only on data, code and params (no MLflow reads): a repository with a
+registry history and a fresh clone write the same bytes. The Deflated Sharpe in
+``metrics.json`` counts one variant (the probabilistic Sharpe ratio); the gate deflates by the
+MLflow runs of the experiment.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import pandas as pd
 from aibridge.backtest import gate as gate_rule
 from aibridge.backtest.baselines import run_baselines, verdicts
 from aibridge.backtest.engine import run_backtest
-from aibridge.backtest.metrics import compute_metrics
+from aibridge.backtest.metrics import compute_metrics, json_safe
 from aibridge.backtest.report import markdown_report, write_outputs
 from aibridge.backtest.settings import BacktestSettings
 from aibridge.backtest.signals import CANDLE_COLUMNS, load_settings, window_metrics
@@ -30,9 +37,10 @@ from aibridge.instruments import InstrumentSpec
 from aibridge.model_bundle import load_local_bundle
 from aibridge.risk import RiskSettings, risk_settings_from_mapping
 from aibridge.settings import PipelineSettings, pipeline_settings
-from aibridge.stages.common import StagePaths, console, run_stage
+from aibridge.stages.common import StageError, StagePaths, console, run_stage, write_json
 from aibridge.stages.runs import read_train_run
 
+CHALLENGER_JSON = "challenger.json"
 GATE_JSON = "gate.json"
 
 
@@ -53,92 +61,35 @@ def risk_settings(settings: PipelineSettings) -> RiskSettings:
     return risk_settings_from_mapping(settings.risk or {})
 
 
-def mlflow_trials(settings: PipelineSettings, paths: StagePaths) -> gate_rule.Trials | None:
-    """Variants tried so far: the runs of the train run's MLflow experiment (every ``dvc
-    repro``, ``dvc exp run`` and sweep trial logs one), and the variance of the Sharpe ratios
-    the backtest recorded on them (``bt_gate_sharpe``, else ``bt_sharpe``). None when the
-    store cannot be read (the DSR then assumes one variant)."""
-    try:
-        from mlflow import MlflowClient
-
-        from aibridge.tracking import configure_mlflow
-
-        configure_mlflow(settings.tracking_mapping)
-        client = MlflowClient()
-        run_id = read_train_run(paths, settings.tracking_mapping)["run_id"]
-        experiment = client.get_run(run_id).info.experiment_id
-        runs = client.search_runs([experiment], max_results=5000)
-    except Exception as exc:
-        console.print(f"backtest gate: cannot count MLflow variants ({exc}); assuming 1")
-        return None
-    sharpes = []
-    for run in runs:
-        m = run.data.metrics
-        value = m.get("bt_gate_sharpe", m.get("bt_sharpe"))
-        if value is not None and math.isfinite(value):
-            sharpes.append(float(value))
-    var = float(np.var(sharpes, ddof=1)) if len(sharpes) >= 2 else None
-    return gate_rule.Trials(
-        count=max(len(runs), 1),
-        sharpe_variance=var,
-        source=f"MLflow experiment {experiment}: {len(runs)} runs, {len(sharpes)} with a Sharpe",
-    )
+def test_window(paths: StagePaths, candles: pd.DataFrame) -> tuple[str, str, np.ndarray]:
+    """The challenger's held-out test window (first and last bar time) and its bar mask."""
+    preds = pd.read_parquet(paths.predictions)
+    test_times = preds.loc[preds["split"] == "test", "time"]
+    t0, t1 = test_times.min(), test_times.max()
+    mask = ((candles["time"] >= t0) & (candles["time"] <= t1)).to_numpy()
+    return str(t0), str(t1), mask
 
 
-def champion_decisions(
-    settings: PipelineSettings, candles: pd.DataFrame
-) -> tuple[pd.DataFrame, str] | None:
-    """The registry champion's decisions on ``candles``, or None when there is no champion."""
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    from aibridge.tracking import configure_mlflow
-
-    configure_mlflow(settings.tracking_mapping)
-    name, alias = settings.registry.model_name, settings.registry.champion_alias
-    try:
-        version = MlflowClient().get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
-    model = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
-    return model.predict(candles[CANDLE_COLUMNS]), str(version.version)
-
-
-def evaluate_gate(
-    pipeline: PipelineSettings,
+def challenger_record(
     paths: StagePaths,
     candles: pd.DataFrame,
     spec: InstrumentSpec,
     risk: RiskSettings,
     settings: BacktestSettings,
-) -> gate_rule.GateDecision:
-    """Challenger vs champion on the challenger's held-out test window."""
-    preds = pd.read_parquet(paths.predictions)
-    test_times = preds.loc[preds["split"] == "test", "time"]
-    t0, t1 = test_times.min(), test_times.max()
-    mask = ((candles["time"] >= t0) & (candles["time"] <= t1)).to_numpy()
-    challenger = window_metrics(
-        load_local_bundle(paths.model_dir).predict(None, candles[CANDLE_COLUMNS]),
-        candles,
-        mask,
-        spec,
-        risk,
-        settings,
-    )
-    champ = champion_decisions(pipeline, candles)
-    champion = None
-    if champ is not None:
-        champion = window_metrics(champ[0], candles, mask, spec, risk, settings) | {
-            "version": float(champ[1])
-        }
-    trials = mlflow_trials(pipeline, paths)
-    decision = gate_rule.decide(challenger, champion, settings.gate, trials)
+) -> dict[str, Any]:
+    """The challenger's trading numbers on its test window (``challenger.json``)."""
+    t0, t1, mask = test_window(paths, candles)
+    decisions = load_local_bundle(paths.model_dir).predict(None, candles[CANDLE_COLUMNS])
+    metrics = window_metrics(decisions, candles, mask, spec, risk, settings)
+    _, floor = gate_rule.floor_check(gate_rule.with_dsr(metrics, None), settings.gate)
     console.print(
-        f"backtest gate ({t0} → {t1}): {'PROMOTE' if decision.promote else 'KEEP'} — "
-        f"{decision.reason}"
+        f"backtest: challenger on its test window ({t0} → {t1}): "
+        f"{metrics['trade_count']:.0f} trades; {floor} (the register stage applies the gate)"
     )
-    return decision
+    return {
+        "window": {"start": t0, "end": t1, "bars": int(mask.sum())},
+        "challenger": metrics,
+    }
 
 
 def _log_mlflow(
@@ -149,11 +100,15 @@ def _log_mlflow(
 
     from aibridge.tracking import configure_mlflow
 
-    run_id = read_train_run(paths, settings.tracking_mapping)["run_id"]
+    try:
+        run_id = read_train_run(paths, settings.tracking_mapping)["run_id"]
+    except StageError as exc:  # a store without the train run: the DVC outputs still stand
+        console.print(f"backtest: not logged to MLflow ({exc})")
+        return
     configure_mlflow(settings.tracking_mapping)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"bt_{k}": v for k, v in summary["model"].items() if math.isfinite(v)})
-        gate_sharpe = summary.get("gate_challenger_sharpe")
+        gate_sharpe = summary.get("challenger_sharpe")
         if gate_sharpe is not None and math.isfinite(gate_sharpe):
             mlflow.log_metric("bt_gate_sharpe", gate_sharpe)
         for f in files:
@@ -186,11 +141,8 @@ def backtest(pipeline: PipelineSettings, paths: StagePaths) -> dict[str, Any]:
         trades=len(result.trades),
     )
     rows = verdicts(metrics, base)
-    decision = evaluate_gate(pipeline, paths, candles, spec, risk, settings)
-    trials = gate_rule.Trials(
-        count=int(decision.challenger.get("trials", 1.0)), sharpe_variance=None
-    )
-    wf_metrics = gate_rule.with_dsr(metrics, trials)
+    challenger = challenger_record(paths, candles, spec, risk, settings)
+    wf_metrics = gate_rule.with_dsr(metrics, None)  # one variant: see the module docstring
     _, edge = gate_rule.floor_check(wf_metrics, settings.gate)
     folds_trading = sum(1 for f in wf.fold_metrics if f.get("signals", 0.0) > 0)
     metrics = metrics | {
@@ -212,12 +164,6 @@ def backtest(pipeline: PipelineSettings, paths: StagePaths) -> dict[str, Any]:
         "entry_outcomes": result.entry_outcomes(),
         "folds": len(wf.folds),
         "edge": edge,
-        "gate": {
-            "promote": decision.promote,
-            "reason": decision.reason,
-            "challenger_dsr": decision.challenger.get("dsr"),
-            "trials": decision.challenger.get("trials"),
-        },
     }
     report = markdown_report(
         f"Walk-forward backtest: {spec.symbol} {pipeline.timeframe}",
@@ -231,7 +177,7 @@ def backtest(pipeline: PipelineSettings, paths: StagePaths) -> dict[str, Any]:
         rows,
         wf.fold_metrics,
         result.entry_outcomes(),
-        {"promote": decision.promote, "reason": decision.reason},
+        None,
         edge=f"walk-forward {edge}",
         notes=[
             f"{len(wf.folds)} {wfs.mode} folds: train {wfs.train_bars} bars, test "
@@ -243,15 +189,18 @@ def backtest(pipeline: PipelineSettings, paths: StagePaths) -> dict[str, Any]:
             f"Buy-and-hold: a notional of {settings.baselines.buy_and_hold_leverage:g}x the "
             "initial equity, no stop.",
             f"Confidence intervals: {settings.bootstrap.samples} bootstrap resamples "
-            f"(seed {settings.bootstrap.seed}); DSR counts the MLflow runs of the experiment as "
-            "variants tried.",
+            f"(seed {settings.bootstrap.seed}). DSR here: one variant (the probabilistic Sharpe "
+            "ratio); the register stage's gate deflates by the MLflow runs of the experiment.",
+            "Champion vs challenger: the register stage (reports/registration.json, the "
+            "MLflow model version's description).",
         ],
     )
     out = paths.root / settings.output_dir
     files = write_outputs(out, result, base.buy_and_hold_result, summary, wf.fold_metrics, report)
-    decision.write(out / GATE_JSON)
-    summary["gate_challenger_sharpe"] = float(decision.challenger.get("sharpe", math.nan))
-    _log_mlflow(pipeline, paths, summary, [*files.values(), out / GATE_JSON])
+    write_json(out / CHALLENGER_JSON, json_safe(challenger))
+    (out / GATE_JSON).unlink(missing_ok=True)  # written by earlier versions of this stage
+    summary["challenger_sharpe"] = float(challenger["challenger"].get("sharpe", math.nan))
+    _log_mlflow(pipeline, paths, summary, [*files.values(), out / CHALLENGER_JSON])
     console.print(
         f"backtest: {int(metrics['trade_count'])} trades, net {metrics['net_profit']:.2f}, "
         f"Sharpe {metrics['sharpe']:.2f}, max DD {metrics['max_drawdown_pct']:.2f}% → {out}"

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from aibridge import features as feature_code
+from aibridge.backtest.walkforward import plan_folds_for
 from aibridge.config import flatten
 from aibridge.dataset import TrainingRows, load_training_rows
 from aibridge.decision import CLASSES, RULE_EV, DecisionSettings, decide_rows
@@ -42,7 +43,13 @@ from aibridge.stages.common import (
     write_json,
 )
 from aibridge.stages.runs import MODEL_MD5_TAG, MODEL_URI_TAG, bundle_md5
-from aibridge.tracking import configure_mlflow, data_hash, ensure_experiment, git_commit
+from aibridge.tracking import (
+    configure_mlflow,
+    data_hash,
+    ensure_experiment,
+    git_commit,
+    run_name,
+)
 from aibridge.training import (
     DecisionFit,
     Split,
@@ -267,6 +274,11 @@ def write_predictions(path: Path, rows: TrainingRows, split: Split, fitted: Fitt
     pd.concat(frames, ignore_index=True).to_parquet(path, index=False)
 
 
+def logged_params(settings: PipelineSettings) -> dict[str, str]:
+    """The run's params: the whole config, flattened (``model.num_leaves``), as strings."""
+    return {k: str(v)[:500] for k, v in flatten(settings.model_dump(mode="json")).items()}
+
+
 def _log_training(
     settings: PipelineSettings,
     paths: StagePaths,
@@ -280,9 +292,7 @@ def _log_training(
     import mlflow
 
     fit_ = fitted.fit
-    mlflow.log_params(
-        {k: str(v)[:500] for k, v in flatten(settings.model_dump(mode="json")).items()}
-    )
+    mlflow.log_params(logged_params(settings))
     mlflow.log_param("broker_utc_offset_s", str(clock.utc_offset_s))
     mlflow.set_tags(
         {
@@ -335,14 +345,20 @@ def log_run(
     ]
     logged_bundle = with_provenance(bundle)
     fit_ = fitted.fit
+    name = run_name(
+        f"{settings.instrument.symbol}-{settings.timeframe}",
+        logged_params(settings),
+        paths.root,
+        experiment_id,
+    )
+    # A context manager: any exception inside ends the run as FAILED (MLflow's __exit__).
     with (
         tempfile.TemporaryDirectory(prefix="aibridge-bundle-") as tmp,
-        mlflow.start_run(
-            experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME")
-        ) as run,
+        mlflow.start_run(experiment_id=experiment_id, run_name=name) as run,
     ):
         artifacts = write_bundle(Path(tmp) / "model", fitted.booster, logged_bundle)
         _log_training(settings, paths, rows, split, fitted, logged_bundle, clock)
+        _log_dataset(settings, candles, bundle.data_hash)
         logged = mlflow.pyfunc.log_model(
             name="model",
             python_model=pyfunc_code_path(),
@@ -370,6 +386,36 @@ def log_run(
     }
 
 
+def _log_dataset(settings: PipelineSettings, candles: pd.DataFrame, digest: str) -> None:
+    """The training candles as an MLflow dataset (the run's Inputs): name, source, digest."""
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
+
+    data = settings.data
+    dataset = from_pandas(
+        candles,
+        source=f"{data.dir}/{data.pattern} (DVC data.dvc md5 {digest})",
+        name=f"{settings.key} candles",
+        digest=digest.removesuffix(".dir")[:36],
+    )
+    mlflow.log_input(dataset, context="training")
+
+
+def check_history(settings: PipelineSettings, paths: StagePaths) -> None:
+    """Fail before any MLflow run exists when the history cannot hold one walk-forward fold
+    (:func:`aibridge.backtest.walkforward.plan_folds` says which bars and settings)."""
+    candles = paths.load_candles(settings.instrument.symbol, settings.timeframe)
+    plan_folds_for(
+        len(candles),
+        {
+            "backtest": settings.backtest or {},
+            "features": settings.features.params(),
+            "labels": settings.labels.model_dump(),
+            "timeframe": settings.timeframe,
+        },
+    )
+
+
 def report(record: dict[str, Any], fitted: Fitted, clock: BrokerClock) -> None:
     fit_, metrics = fitted.fit, fitted.metrics
     edge = (
@@ -390,6 +436,7 @@ def report(record: dict[str, Any], fitted: Fitted, clock: BrokerClock) -> None:
 
 def train(settings: PipelineSettings, paths: StagePaths) -> dict[str, Any]:
     settings = pipeline_settings(settings)
+    check_history(settings, paths)
     rows = training_rows(paths)
     split = split_rows(settings, len(rows.frame))
     console.print(
@@ -403,9 +450,11 @@ def train(settings: PipelineSettings, paths: StagePaths) -> dict[str, Any]:
     write_predictions(paths.predictions, rows, split, fitted)
     record = log_run(settings, paths, rows, split, fitted, bundle, clock)
     write_json(paths.train_run, record)
+    # Validation only: the test split's numbers are the evaluate stage's (reports/metrics.json);
+    # both parts go to the MLflow run (validation_*, test_*).
     write_json(
         paths.reports / "train_metrics.json",
-        {part: {k: round(v, 6) for k, v in vals.items()} for part, vals in fitted.metrics.items()},
+        {"validation": {k: round(v, 6) for k, v in fitted.metrics["validation"].items()}},
     )
     report(record, fitted, clock)
     return record
@@ -416,9 +465,14 @@ def _signature(inferred: Any) -> Any:
     MT4's export): the spread the decision's costs and BUY levels use; without it the
     training instrument's default spread."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
+    from mlflow.types.schema import AnyType, ColSpec, Schema
 
-    inputs = Schema([*inferred.inputs.inputs, ColSpec("double", "spread", required=False)])
+    # ``volume`` accepts any numeric dtype: pandas reads an MT4 export's volume as int64, which
+    # MLflow will not convert to double (not lossless above 2**53); the model casts it itself.
+    columns = [
+        ColSpec(AnyType(), "volume") if c.name == "volume" else c for c in inferred.inputs.inputs
+    ]
+    inputs = Schema([*columns, ColSpec("double", "spread", required=False)])
     return ModelSignature(inputs=inputs, outputs=inferred.outputs, params=inferred.params)
 
 
