@@ -208,6 +208,52 @@ def _mql_size(type_: str, structs: dict[str, list[tuple[str, str, int]]]) -> int
     return MQL_SIZE[type_]
 
 
+def _struct_mismatches(
+    at: str, pointee: str, mql_type: str, structs: dict[str, list[tuple[str, str, int]]], c_size
+) -> list[str]:
+    """A C struct passed by pointer as an MQL struct by reference: same size, same offsets."""
+    if mql_type not in structs:
+        return [f"{at}: {pointee}* as {mql_type}&"]
+    errors = []
+    offs, size = _c_layout(C_STRUCTS[pointee], c_size)
+    got_size = _mql_size(mql_type, structs)
+    if got_size != size:
+        errors.append(f"{at}: {mql_type} is {got_size} bytes, {pointee} {size}")
+    mql_offs, pos = [], 0
+    for _, t, n in structs[mql_type]:
+        mql_offs.append(pos)
+        pos += MQL_SIZE[t] * n
+    if mql_offs[: len(offs)] != offs:
+        errors.append(f"{at}: {mql_type} offsets {mql_offs}, C {offs}")
+    return errors
+
+
+def _param_mismatches(
+    at: str, kind: str, pointee: str, p: dict[str, Any], structs, c_size
+) -> list[str]:
+    """One C parameter (``kind``: a C type, or ``ptr`` to ``pointee``) against its MQL one."""
+    if kind != "ptr":
+        if p["ref"] or p["array"] or p["type"] not in MQL_INT_TYPES:
+            return [f"{at}: C {kind} by value, MQL {p}"]
+        if MQL_SIZE[p["type"]] != c_size[kind]:
+            return [f"{at}: C {kind} is {c_size[kind]} bytes, MQL {p['type']}"]
+        return []
+    if not (p["ref"] or p["array"]):  # an address as an integer of pointer size
+        if p["type"] not in MQL_INT_TYPES or MQL_SIZE[p["type"]] != c_size["ptr"]:
+            return [f"{at}: C pointer, MQL {p['type']} by value"]
+        return []
+    # passed by reference / as an array: the terminal passes a pointer to it
+    if p["array"]:
+        if pointee in ("char", "void") and MQL_SIZE.get(p["type"]) != 1:
+            return [f"{at}: byte buffer as {p['type']}[]"]
+        return []
+    if pointee in C_STRUCTS:
+        return _struct_mismatches(at, pointee, p["type"], structs, c_size)
+    if pointee not in ("void", "char") and _mql_size(p["type"], structs) != c_size[pointee]:
+        return [f"{at}: {pointee}* as {p['type']}&"]
+    return []
+
+
 def _import_mismatches(platform: str) -> list[str]:
     src = _preprocess(TRANSPORT.read_text(encoding="utf-8"), platform)
     structs, imports = _mql_structs(src), _mql_imports(src)
@@ -233,41 +279,7 @@ def _import_mismatches(platform: str) -> list[str]:
                 continue
             for i, ((kind, pointee), p) in enumerate(zip(c_params, params, strict=True)):
                 at = f"{where} parameter {i + 1}"
-                if kind != "ptr":
-                    if p["ref"] or p["array"] or p["type"] not in MQL_INT_TYPES:
-                        errors.append(f"{at}: C {kind} by value, MQL {p}")
-                    elif MQL_SIZE[p["type"]] != c_size[kind]:
-                        errors.append(f"{at}: C {kind} is {c_size[kind]} bytes, MQL {p['type']}")
-                    continue
-                if not (p["ref"] or p["array"]):  # an address as an integer of pointer size
-                    if p["type"] not in MQL_INT_TYPES or MQL_SIZE[p["type"]] != c_size["ptr"]:
-                        errors.append(f"{at}: C pointer, MQL {p['type']} by value")
-                    continue
-                # passed by reference / as an array: the terminal passes a pointer to it
-                if p["array"]:
-                    if pointee in ("char", "void") and MQL_SIZE.get(p["type"]) != 1:
-                        errors.append(f"{at}: byte buffer as {p['type']}[]")
-                    continue
-                if pointee in C_STRUCTS:
-                    offs, size = _c_layout(C_STRUCTS[pointee], c_size)
-                    if p["type"] not in structs:
-                        errors.append(f"{at}: {pointee}* as {p['type']}&")
-                        continue
-                    fields = structs[p["type"]]
-                    got_size = _mql_size(p["type"], structs)
-                    if got_size != size:
-                        errors.append(f"{at}: {p['type']} is {got_size} bytes, {pointee} {size}")
-                    mql_offs, pos = [], 0
-                    for _, t, n in fields:
-                        mql_offs.append(pos)
-                        pos += MQL_SIZE[t] * n
-                    if mql_offs[: len(offs)] != offs:
-                        errors.append(f"{at}: {p['type']} offsets {mql_offs}, C {offs}")
-                elif (
-                    pointee not in ("void", "char")
-                    and _mql_size(p["type"], structs) != c_size[pointee]
-                ):
-                    errors.append(f"{at}: {pointee}* as {p['type']}&")
+                errors += _param_mismatches(at, kind, pointee, p, structs, c_size)
     return errors
 
 

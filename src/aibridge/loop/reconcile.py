@@ -248,25 +248,10 @@ class Report:
         }
 
 
-def reconcile(
-    data: JournalData,
-    *,
-    csv: Path | None = None,
-    spec: Any = None,
-    risk: Any = None,
-    settings: Any = None,
-) -> Report:
-    """Replay the journaled decisions through the backtest engine and diff the trades."""
-    from aibridge.backtest.engine import run_backtest
-    from aibridge.backtest.settings import EngineSettings
-    from aibridge.instruments import load_instrument
-    from aibridge.risk import ENTRY_REASONS, RiskSettings, load_risk_settings
-
-    if data.decisions.empty:
-        raise ReconcileError(f"no predict decisions for {data.symbol} {data.timeframe} in journal")
-    notes: list[str] = []
+def _period_bars(data: JournalData, csv: Path | None, step: int, notes: list[str]) -> pd.DataFrame:
+    """The bars of the journaled decisions' period: from the MT4 export when given, else the
+    ones the predicts carried."""
     first, last = int(data.decisions["bar_time"].iloc[0]), int(data.decisions["bar_time"].iloc[-1])
-    step = timeframe_minutes(data.timeframe) * 60
     if csv is not None:
         bars = bars_from_csv(csv, first, last + step)
         notes.append(f"bars from {csv.name}")
@@ -279,17 +264,56 @@ def reconcile(
             )
     if bars.empty:
         raise ReconcileError("no bars in the reconciled period")
+    return bars
+
+
+def _served_risk(data: JournalData, notes: list[str]) -> Any:
+    """The risk settings the server announced in its heartbeats, else conf/risk (noted)."""
+    from aibridge.risk import RiskSettings, load_risk_settings
+
+    served_risk = data.served.get("risk")
+    if served_risk:
+        fields = set(RiskSettings.model_fields)
+        return RiskSettings.model_validate({k: v for k, v in served_risk.items() if k in fields})
+    notes.append("no heartbeat with risk settings in the journal: conf/risk used")
+    return load_risk_settings()
+
+
+def _unmatched_live_note(bar: int, codes: np.ndarray, signal: np.ndarray) -> str:
+    """Why a live trade entered on ``bar`` has no backtest trade beside it."""
+    from aibridge.risk import ENTRY_REASONS
+
+    n = len(signal)
+    if 0 <= bar < n and codes[bar] > 0:
+        return f"backtest vetoed the entry ({ENTRY_REASONS[int(codes[bar])]})"
+    if 0 < bar < n and signal[bar - 1] == 0:
+        return "no BUY/SELL decision in the journal for the bar before"
+    if bar < 0 or bar >= n:
+        return "entry outside the reconciled bars"
+    return "unexplained"
+
+
+def reconcile(
+    data: JournalData,
+    *,
+    csv: Path | None = None,
+    spec: Any = None,
+    risk: Any = None,
+    settings: Any = None,
+) -> Report:
+    """Replay the journaled decisions through the backtest engine and diff the trades."""
+    from aibridge.backtest.engine import run_backtest
+    from aibridge.backtest.settings import EngineSettings
+    from aibridge.instruments import load_instrument
+    from aibridge.risk import ENTRY_REASONS
+
+    if data.decisions.empty:
+        raise ReconcileError(f"no predict decisions for {data.symbol} {data.timeframe} in journal")
+    notes: list[str] = []
+    step = timeframe_minutes(data.timeframe) * 60
+    bars = _period_bars(data, csv, step, notes)
     spec = spec or load_instrument(data.symbol)
-    if risk is None:
-        served_risk = data.served.get("risk")
-        if served_risk:
-            fields = set(RiskSettings.model_fields)
-            risk = RiskSettings.model_validate(
-                {k: v for k, v in served_risk.items() if k in fields}
-            )
-        else:
-            risk = load_risk_settings()
-            notes.append("no heartbeat with risk settings in the journal: conf/risk used")
+    risk = risk if risk is not None else _served_risk(data, notes)
     settings = settings or EngineSettings()
     point = float(data.served.get("point") or spec.point)
     if bars["spread"].isna().any():
@@ -368,14 +392,7 @@ def reconcile(
         )
     codes = res.entry_code
     for (bar, side), lt in sorted(open_live.items()):
-        if 0 <= bar < n and codes[bar] > 0:
-            why = f"backtest vetoed the entry ({ENTRY_REASONS[int(codes[bar])]})"
-        elif 0 < bar < n and signal[bar - 1] == 0:
-            why = "no BUY/SELL decision in the journal for the bar before"
-        elif bar < 0 or bar >= n:
-            why = "entry outside the reconciled bars"
-        else:
-            why = "unexplained"
+        why = _unmatched_live_note(bar, codes, signal)
         rows.append(
             {
                 "kind": "unmatched_live",
