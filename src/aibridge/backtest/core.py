@@ -148,6 +148,34 @@ def _margin(lots: float, price: float, tick: float, tv: float, leverage: float) 
 
 
 @numba.njit
+def _close_position(
+    tf: np.ndarray,
+    ti: np.ndarray,
+    pos: np.ndarray,
+    k: int,
+    i: int,
+    px: float,
+    tv: float,
+    tick: float,
+    commission: float,
+    reason: int,
+) -> float:
+    """Close the position in slot ``k`` at ``px`` on bar ``i`` (tick value ``tv``): record the
+    exit, gross P&L, closing commission and ``reason`` in the trade record, free the slot, and
+    return what the balance gains (gross - commission)."""
+    t = pos[k]
+    gross = _pnl(ti[t, TI_DIR], tf[t, TF_ENTRY], px, tf[t, TF_LOTS], tick, tv)
+    fee = commission * tf[t, TF_LOTS]
+    tf[t, TF_EXIT] = px
+    tf[t, TF_GROSS] = gross
+    tf[t, TF_COMM] += fee
+    ti[t, TI_EXIT_BAR] = i
+    ti[t, TI_REASON] = reason
+    pos[k] = -1
+    return gross - fee
+
+
+@numba.njit
 def _nights_weight(prev_day: int, day: int, triple_day: int) -> int:
     """Swap units charged between two trading days: 1 per weekday night, 3 on the triple day.
 
@@ -276,17 +304,10 @@ def run_kernel(
                         t = pos[k]
                         if t < 0:
                             continue
-                        d = ti[t, TI_DIR]
-                        px = o - slip[i] if d > 0 else o + sp + slip[i]
-                        gross = _pnl(d, tf[t, TF_ENTRY], px, tf[t, TF_LOTS], tick, tv_open)
-                        fee = commission * tf[t, TF_LOTS]
-                        balance += gross - fee
-                        tf[t, TF_EXIT] = px
-                        tf[t, TF_GROSS] = gross
-                        tf[t, TF_COMM] += fee
-                        ti[t, TI_EXIT_BAR] = i
-                        ti[t, TI_REASON] = EXIT_STOPOUT
-                        pos[k] = -1
+                        px = o - slip[i] if ti[t, TI_DIR] > 0 else o + sp + slip[i]
+                        balance += _close_position(
+                            tf, ti, pos, k, i, px, tv_open, tick, commission, EXIT_STOPOUT
+                        )
         if not ruined and balance <= 0.0:
             ruined = True
             stopout_bar = i
@@ -302,15 +323,9 @@ def run_kernel(
                 reason = _exit_reason(d, s, i - ti[t, TI_ENTRY_BAR], close_opposite, max_hold)
                 if reason:
                     px = o - slip[i] if d > 0 else o + sp + slip[i]
-                    gross = _pnl(d, tf[t, TF_ENTRY], px, tf[t, TF_LOTS], tick, tv_open)
-                    fee = commission * tf[t, TF_LOTS]
-                    balance += gross - fee
-                    tf[t, TF_EXIT] = px
-                    tf[t, TF_GROSS] = gross
-                    tf[t, TF_COMM] += fee
-                    ti[t, TI_EXIT_BAR] = i
-                    ti[t, TI_REASON] = reason
-                    pos[k] = -1
+                    balance += _close_position(
+                        tf, ti, pos, k, i, px, tv_open, tick, commission, reason
+                    )
 
         if s != 0 and i > 0 and not ruined:
             floating = 0.0
@@ -434,15 +449,7 @@ def run_kernel(
                         px, reason = tp, EXIT_TP
             if reason:
                 tv_px = _tick_value(fixed_tv, tv_mode, px, conv[i])
-                gross = _pnl(d, tf[t, TF_ENTRY], px, tf[t, TF_LOTS], tick, tv_px)
-                fee = commission * tf[t, TF_LOTS]
-                balance += gross - fee
-                tf[t, TF_EXIT] = px
-                tf[t, TF_GROSS] = gross
-                tf[t, TF_COMM] += fee
-                ti[t, TI_EXIT_BAR] = i
-                ti[t, TI_REASON] = reason
-                pos[k] = -1
+                balance += _close_position(tf, ti, pos, k, i, px, tv_px, tick, commission, reason)
 
         # margin stop-out inside the bar, at its worst price for what is still open
         if not ruined:
@@ -463,18 +470,11 @@ def run_kernel(
                     t = pos[k]
                     if t < 0:
                         continue
-                    d = ti[t, TI_DIR]
-                    px = lo if d > 0 else h + sp
+                    px = lo if ti[t, TI_DIR] > 0 else h + sp
                     tv_m = _tick_value(fixed_tv, tv_mode, px, conv[i])
-                    gross = _pnl(d, tf[t, TF_ENTRY], px, tf[t, TF_LOTS], tick, tv_m)
-                    fee = commission * tf[t, TF_LOTS]
-                    balance += gross - fee
-                    tf[t, TF_EXIT] = px
-                    tf[t, TF_GROSS] = gross
-                    tf[t, TF_COMM] += fee
-                    ti[t, TI_EXIT_BAR] = i
-                    ti[t, TI_REASON] = EXIT_STOPOUT
-                    pos[k] = -1
+                    balance += _close_position(
+                        tf, ti, pos, k, i, px, tv_m, tick, commission, EXIT_STOPOUT
+                    )
 
         # 4. mark to market at the close (and close everything on the last bar)
         c = close[i]
@@ -487,18 +487,12 @@ def run_kernel(
                 continue
             d = ti[t, TI_DIR]
             mark = c if d > 0 else c + sp
-            pnl = _pnl(d, tf[t, TF_ENTRY], mark, tf[t, TF_LOTS], tick, tv_close)
             if i == n - 1:
-                fee = commission * tf[t, TF_LOTS]
-                balance += pnl - fee
-                tf[t, TF_EXIT] = mark
-                tf[t, TF_GROSS] = pnl
-                tf[t, TF_COMM] += fee
-                ti[t, TI_EXIT_BAR] = i
-                ti[t, TI_REASON] = EXIT_END
-                pos[k] = -1
+                balance += _close_position(
+                    tf, ti, pos, k, i, mark, tv_close, tick, commission, EXIT_END
+                )
             else:
-                floating += pnl
+                floating += _pnl(d, tf[t, TF_ENTRY], mark, tf[t, TF_LOTS], tick, tv_close)
                 lots_signed += d * tf[t, TF_LOTS]
         equity[i] = balance + floating
         balance_arr[i] = balance

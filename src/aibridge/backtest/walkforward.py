@@ -476,10 +476,17 @@ def walk_forward(
         int(inst["digits"]),
         float(inst["point"]),
     )
-    frame = features.compute_features(candles, fparams)
-    names = list(frame.columns)
-    X = np.ascontiguousarray(frame.to_numpy(dtype=np.float64))
-    del frame
+    # the matrix itself (what compute_features wraps in a frame): one copy of the features
+    names = features.feature_names(fparams)
+    X = features.feature_matrix(
+        candles["time"].to_numpy(),
+        candles["open"].to_numpy(),
+        candles["high"].to_numpy(),
+        candles["low"].to_numpy(),
+        candles["close"].to_numpy(),
+        candles["volume"].to_numpy(),
+        fparams,
+    )
     spec = spec_from_mapping(inst)
     close = candles["close"].to_numpy(dtype=np.float64)
     if "spread" in candles.columns:
