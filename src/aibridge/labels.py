@@ -66,7 +66,7 @@ class BarrierOutcomes:
 
 
 @numba.njit(cache=True)
-def _walk(o, h, lo, c, sp, sl_d, tp_d, horizon, digits, out_r, out_exit, out_bars):
+def _walk(o, h, lo, c, sp, sl_d, tp_d, horizon, digits, out_r, out_exit, out_bars):  # noqa: C901
     """One pass per signal bar and side; price distances in ``sl_d``/``tp_d``; ``sp`` in price."""
     n = len(c)
     for t in range(n - horizon):
