@@ -19,6 +19,25 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# LightGBM's OpenMP threads spin-wait by default: on a busy 2-core box that makes every
+# training (in-process and in the project copies' stages) several times slower. The Makefile
+# exports the same; a bare `pytest` gets it here. Results do not depend on it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# Fixtures that build something expensive for real: the session `dvc repro` of a project copy
+# (60-90 s on 2 cores), or a PostgreSQL + S3 + MLflow server stack. Every test that needs
+# one, directly or through another fixture, is `slow` without having to say so, so the fast
+# tier (`pytest -m "not slow"`, `make test-fast`) never pays for them.
+SLOW_FIXTURES = frozenset({"trained_model_store", "postgres", "s3_endpoint", "mlflow_server"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 COPY_ITEMS = [
     "conf",
     "pipelines",
