@@ -10,7 +10,7 @@ export OMP_WAIT_POLICY := PASSIVE
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := true
 
-.PHONY: setup setup-dev data repro demo test ea-parity lint bench ui exp-show plots clean clean-registry
+.PHONY: setup setup-dev data repro demo test test-fast ea-parity lint lint-style typecheck bench ui exp-show plots clean clean-registry
 
 # Stamp files: reinstall only when the dependency pins change. `.installed` = the runtime
 # (what `make demo` needs); `.installed-dev` = plus the test stack (the `[dev]` extra), which
@@ -57,15 +57,27 @@ test: setup-dev
 	$(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory ea-parity
 
+# The edit-test loop: everything but the `slow` tests (the session `dvc repro`, PostgreSQL,
+# Chromium, soak and whole-EA builds; tests/conftest.py marks the fixture-bound ones itself).
+# About 1-2 minutes on 2 cores; `make test` runs all of it.
+test-fast: setup-dev
+	$(BIN)/python -m pytest -q -m "not slow"
+
 # The EA's own source, compiled against the MT4 stand-in (mt4_ea/standin), replayed against a
 # real `aibridge serve` on the bundled sample and on a planted-edge series where the model
 # trades; exits non-zero on any trade that differs from the backtest's.
 ea-parity: setup
 	$(BIN)/python -m aibridge.mt4.parity --out reports/ea_parity
 
-lint: setup-dev
+# Style (ruff: rules, complexity C901, formatting) and types (mypy, config in mypy.ini).
+lint: lint-style typecheck
+
+lint-style: setup-dev
 	ruff check src tests pipelines benchmarks
 	ruff format --check src tests pipelines benchmarks
+
+typecheck: setup-dev
+	mypy src/aibridge
 
 bench: setup-dev
 	$(BIN)/python benchmarks/run_all.py
