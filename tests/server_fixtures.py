@@ -74,7 +74,7 @@ def running_server(
     port = server.bind()
     thread = threading.Thread(target=server.serve_forever, name="test-server", daemon=True)
     thread.start()
-    server.ready.wait(5)
+    assert server.ready.wait(30), "the server thread did not get ready (bind, models)"
     try:
         yield server, f"tcp://127.0.0.1:{port}"
     finally:

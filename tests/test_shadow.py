@@ -173,7 +173,7 @@ def test_real_registry_shadow_and_drift(trained_model_store, tmp_path: Path) -> 
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        server.ready.wait(5)
+        assert server.ready.wait(30), "the server thread did not get ready"
         sim = EaEmulator(SimConfig(endpoint=f"tcp://127.0.0.1:{server.port}", bars=120, quiet=True))
         sim.run()
         server.shadow.flush()
