@@ -26,7 +26,10 @@ NAME = "aibridge-EURUSD-H1"
 
 def _new_version(client: MlflowClient, source: str | None = None) -> str:
     v1 = client.get_model_version(NAME, "1")
-    mv = client.create_model_version(NAME, source or v1.source, run_id=v1.run_id, tags=v1.tags)
+    # v1's plain artifact location: its source (models:/m-...) MLflow would look up in the
+    # process-wide tracking store, which loading a model no longer points at this store.
+    source = source or client.get_model_version_download_uri(NAME, "1")
+    mv = client.create_model_version(NAME, source, run_id=v1.run_id, tags=v1.tags)
     return str(mv.version)
 
 
