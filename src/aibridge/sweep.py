@@ -231,11 +231,13 @@ class _Trials:
         self.lock = threading.Lock()
 
     def __call__(self, trial: Any) -> float:
+        from aibridge.tracking import describe_changes
+
         t0 = time.perf_counter()
         params = _suggest(trial, self.plan.space)
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"trial-{trial.number:03d}",
+            run_name=f"trial-{trial.number:03d} {describe_changes(params, limit=4)}",
             tags={
                 **self.tags,
                 "mlflow.parentRunId": self.parent_id,

@@ -97,8 +97,13 @@ def describe_changes(changed: Mapping[str, Any], limit: int = 3) -> str:
 
     >>> describe_changes({"model.num_leaves": 15, "labels.horizon": 12})
     'horizon=12 num_leaves=15'
+    >>> describe_changes({"learning_rate": 0.052341, "a": 1, "b": 2, "c": 3})
+    'a=1 b=2 c=3 +1 more'
     """
-    items = [f"{_short(k)}={v}" for k, v in sorted(changed.items(), key=lambda kv: _short(kv[0]))]
+    items = [
+        f"{_short(k)}={v:.4g}" if isinstance(v, float) else f"{_short(k)}={v}"
+        for k, v in sorted(changed.items(), key=lambda kv: _short(kv[0]))
+    ]
     more = f" +{len(items) - limit} more" if len(items) > limit else ""
     return " ".join(items[:limit]) + more
 

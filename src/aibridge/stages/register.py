@@ -336,8 +336,9 @@ def register(settings: PipelineSettings, paths: StagePaths) -> dict[str, Any]:
         verdict = f"v{version} is the champion already"
     elif after is None:
         verdict = (
-            f"v{version} is the challenger; there is NO champion: a server on @champion answers "
-            "HOLD (no_champion); serve @challenger explicitly or `aibridge promote` by hand"
+            f"v{version} is the challenger; there is NO champion: a server on `@champion` "
+            "answers HOLD (no_champion); serve `@challenger` explicitly or `aibridge promote` "
+            "by hand"
         )
     else:
         verdict = f"v{version} is the challenger; champion stays v{after}"
