@@ -21,8 +21,21 @@ from aibridge.paths import is_project, locate_project, project_root, sample_data
 from aibridge.server.commands import register as register_server_commands
 from aibridge.sweep import sweep
 
+NEWCOMER_PATH = (
+    "First run, in the cloned project: [bold]make demo[/] (Windows: "
+    "[bold].venv\\Scripts\\aibridge quickstart[/]) trains on the bundled EURUSD sample, then "
+    "drives the signal server with the EA emulator (the sample model, then a planted-edge one "
+    "that trades).\n\n"
+    "Next: [bold]aibridge doctor[/] (is everything in place?), [bold]dvc repro[/] (retrain "
+    "after changing conf/ or data/), [bold]make ui[/] (MLflow), [bold]aibridge serve[/] (serve "
+    "the champion to your EA), [bold]aibridge journal tail --follow[/] (watch it). Without an "
+    "activated venv: .venv/bin/aibridge, .venv/bin/dvc. Outside the project directory: set "
+    "AIBRIDGE_HOME. README.md, First run."
+)
+
 app = typer.Typer(
     help="Train LightGBM decisions on MT4 candles and serve them to an MT4 Expert Advisor.",
+    epilog=NEWCOMER_PATH,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -81,7 +94,8 @@ def sample_data(
 ) -> None:
     """Write the bundled real EURUSD H1 sample (MT4 History Center format) into data/.
 
-    The copy is byte-for-byte, so it matches the hash recorded in ``data.dvc``.
+    The copy is byte-for-byte, so it matches the hash recorded in data.dvc (`make demo` and
+    `aibridge quickstart` do this, then `dvc commit` and `dvc repro`).
     """
     target = dest / "EURUSD60.csv"
     if target.exists() and not force:
@@ -93,7 +107,11 @@ def sample_data(
 
 
 @app.command("summary")
-def summary(root: Path = typer.Option(None, help="Project root (default: this checkout).")) -> None:
+def summary(
+    root: Path = typer.Option(
+        None, help="Project root (default: AIBRIDGE_HOME, else the project you are in)."
+    ),
+) -> None:
     """Summarise the last pipeline run: data, metrics, MLflow run and registered version."""
     base = root or project_root()
     reports = base / "reports"
@@ -206,8 +224,13 @@ def demo_serve(
     ),
     trading_bars: int = typer.Option(800, help="Part 2: bars of the synthetic series replayed."),
 ) -> None:
-    """Part 1: serve the registered model, drive it with the EA emulator over the sample (no
-    edge: HOLD), stop it. Part 2: the same with a planted-edge model that trades (temp store)."""
+    """The end of `make demo`: a real server driven by the EA emulator, in two parts.
+
+    Part 1 serves the registered model (the challenger, said so, when the gate promoted none)
+    over the bundled sample, where it has no edge: HOLD. Part 2 trains a model on a synthetic
+    series with a planted edge in a temp dir (its own MLflow store), serves it and trades it:
+    BUY/SELL with SL/TP, risk vetoes, trade events, journaled in journal/demo-trading.sqlite.
+    """
     from aibridge.demo import run_demo
 
     root = project_root()
@@ -234,9 +257,10 @@ def ea_replay(
     broker_utc_offset: int = typer.Option(0, help="Broker clock minus UTC, seconds."),
     connect_timeout_ms: int = typer.Option(3000, help="Wait this long for the server check."),
 ) -> None:
-    """Run the MQL4 EA itself (compiled with g++ against the MT4 stand-in) over an MT4 CSV,
-    bar by bar, against a running signal server; writes trades.csv, the EA's journal,
-    summary.json and the EA's log."""
+    """Run the MQL4 EA itself over an MT4 CSV against a running signal server.
+
+    The EA is compiled with g++ against the MT4 stand-in and fed the CSV bar by bar; writes
+    trades.csv, the EA's journal, summary.json and the EA's log into --out."""
     from aibridge.ingest.naming import parse_symbol_timeframe
     from aibridge.instruments import load_instrument
     from aibridge.mt4.build import BuildError
@@ -368,12 +392,16 @@ def _run_tool(args: list[str], root: Path, env: dict[str, str]) -> None:
 @app.command("quickstart")
 def quickstart(
     serve: bool = typer.Option(
-        True, "--serve/--no-serve", help="End with demo-serve (server + EA emulator)."
+        True,
+        "--serve/--no-serve",
+        help="End with demo-serve (servers driven by the EA emulator, ~1 min).",
     ),
     bars: int = typer.Option(300, help="Sample bars the EA emulator replays."),
 ) -> None:
-    """What `make demo` does, without make or bash (Windows): sample data, dvc commit,
-    dvc repro, summary, demo-serve. From the project: `.venv\\Scripts\\aibridge quickstart`."""
+    """What `make demo` does, without make or bash (Windows).
+
+    Sample data, dvc commit, dvc repro, summary, demo-serve (both parts). From the project:
+    `.venv\\Scripts\\aibridge quickstart`."""
     root = project_root()
     if not is_project(root):
         console.print(

@@ -43,21 +43,43 @@ def serve(
     model: Annotated[
         list[str] | None,
         typer.Option(
-            "--model", "-m", help="Model URI (repeatable), e.g. models:/aibridge-EURUSD-H1@champion"
+            "--model",
+            "-m",
+            help="Model URI (repeatable), e.g. models:/aibridge-EURUSD-H1@champion "
+            "(default: conf/serve models).",
         ),
     ] = None,
     host: Annotated[
-        str | None, typer.Option(help="Bind address (default 127.0.0.1 from conf/serve).")
+        str | None, typer.Option(help="Bind address (default: conf/serve host, 127.0.0.1).")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port (default 5555).")] = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking/registry URI.")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="ZeroMQ TCP port (default: conf/serve port, 5555).")
+    ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="MLflow tracking/registry URI (default: MLFLOW_TRACKING_URI, else "
+            "conf/tracking, else ./mlflow.db)."
+        ),
+    ] = None,
     poll_interval: Annotated[
-        float | None, typer.Option(help="Registry poll seconds (0 = off).")
+        float | None,
+        typer.Option(
+            help="Seconds between registry checks for alias moves; 0 = off (default: 30)."
+        ),
     ] = None,
-    journal: Annotated[Path | None, typer.Option(help="SQLite journal path.")] = None,
-    log_path: Annotated[Path | None, typer.Option(help="JSON log file (rotated).")] = None,
+    journal: Annotated[
+        Path | None, typer.Option(help="SQLite journal (default: journal/aibridge.sqlite).")
+    ] = None,
+    log_path: Annotated[
+        Path | None,
+        typer.Option(help="JSON log file, rotated (default: logs/aibridge-serve.jsonl)."),
+    ] = None,
     metrics_port: Annotated[
-        int | None, typer.Option(help="Prometheus /metrics + /healthz port.")
+        int | None,
+        typer.Option(
+            help="Prometheus /metrics, /healthz and /status port; 0 = random (default: 9108)."
+        ),
     ] = None,
     no_metrics: Annotated[
         bool, typer.Option("--no-metrics", help="Do not start the metrics HTTP server.")
@@ -66,10 +88,14 @@ def serve(
         Path | None, typer.Option(help="server.key_secret to enable CurveZMQ.")
     ] = None,
     model_cache_dir: Annotated[
-        Path | None, typer.Option(help="Where downloaded model versions are kept.")
+        Path | None,
+        typer.Option(
+            help="Where downloaded model versions are kept (default: artifacts/serve-models)."
+        ),
     ] = None,
     max_message_bytes: Annotated[
-        int | None, typer.Option(help="Largest request answered normally.")
+        int | None,
+        typer.Option(help="Largest request answered normally, bytes (default: 1048576)."),
     ] = None,
     clock_mismatch: Annotated[
         str | None,
@@ -137,11 +163,19 @@ def ea_sim(
     start: Annotated[
         int | None, typer.Option(help="Index of the first bar to decide (default min_bars-1).")
     ] = None,
-    timeout_ms: Annotated[int | None, typer.Option(help="Reply timeout per attempt.")] = None,
-    retries: Annotated[
-        int | None, typer.Option(help="Resends after a timeout before skipping the bar.")
+    timeout_ms: Annotated[
+        int | None,
+        typer.Option(help="Reply timeout per attempt, ms (default: conf/serve client, 1500)."),
     ] = None,
-    heartbeat_s: Annotated[float | None, typer.Option(help="Heartbeat timer seconds.")] = None,
+    retries: Annotated[
+        int | None,
+        typer.Option(
+            help="Resends after a timeout before skipping the bar (default: conf/serve, 2)."
+        ),
+    ] = None,
+    heartbeat_s: Annotated[
+        float | None, typer.Option(help="Heartbeat timer, seconds (default: conf/serve client, 5).")
+    ] = None,
     server_key: Annotated[
         Path | None, typer.Option(help="Server public key (server.key) for CurveZMQ.")
     ] = None,
@@ -156,15 +190,18 @@ def ea_sim(
         bool,
         typer.Option(
             "--spawn-server",
-            help="Start `aibridge serve` (conf/serve defaults) on a free port for this run, "
-            "then stop it with SIGTERM (what `make demo` does).",
+            help="Start `aibridge serve` (conf/serve's models) on a free port for this run, "
+            "then stop it with SIGTERM; --endpoint is ignored.",
         ),
     ] = False,
     json_out: Annotated[
         Path | None, typer.Option(help="Also write the summary as JSON here.")
     ] = None,
 ) -> None:
-    """Replay candles against a running server exactly as the MT4 EA would."""
+    """Replay candles against a running server exactly as the MT4 EA would.
+
+    Heartbeat, then one predict per bar with the EA's text, simulated orders under the served
+    risk rules, reported as trade events; a summary at the end (--json-out to keep it)."""
     import signal
 
     from aibridge.ea_sim import EaEmulator, SimConfig, render_summary
@@ -464,7 +501,7 @@ def journal_export(
         Path | None, typer.Option("--out", "-o", help="File to write (default stdout).")
     ] = None,
     path: Annotated[
-        Path | None, typer.Option(help="Journal file (default from conf/serve).")
+        Path | None, typer.Option(help="Journal file (default: conf/serve's journal_path).")
     ] = None,
 ) -> None:
     """Export journal rows since a time, as JSON lines or CSV."""
