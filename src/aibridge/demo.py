@@ -408,7 +408,7 @@ def print_trading(report: dict[str, Any], root: Path) -> None:
     for reason, c in report["closed_examples"].items():
         t.add_row(
             f"  a close by {reason}",
-            f"ticket {c['ticket']} {c['side']} {c['lots']:g} lots @ {c['price']} "
+            f"ticket {c['ticket']} {c['side']} {c['lots']:g} lots @ {c['price']:.5f} "
             f"on {_when(c['time'])}, profit {c['profit']:+.2f}",
         )
     t.add_row("simulated P&L", f"{report['pnl']:+.2f} (synthetic series)")

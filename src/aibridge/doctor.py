@@ -401,11 +401,11 @@ def run_checks(
     try:
         return _run_checks(overrides, now=now, progress=progress)
     finally:  # mlflow.set_*_uri() export env vars too: leave the environment as it was
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
+        for name, before in saved.items():
+            if before is None:
+                os.environ.pop(name, None)
             else:
-                os.environ[key] = value
+                os.environ[name] = before
 
 
 def _run_checks(

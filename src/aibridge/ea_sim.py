@@ -679,8 +679,13 @@ class EaEmulator:
         fee = spec.commission_per_lot_per_side * lot.lots
         self.balance -= fee
         self._ticket += 1
-        common = {"side": side, "lots": lot.lots, "magic": MAGIC, "model_version": self.version}
-        levels = {"sl": _num(sl), "tp": _num(tp)}
+        common: dict[str, Any] = {
+            "side": side,
+            "lots": lot.lots,
+            "magic": MAGIC,
+            "model_version": self.version,
+        }
+        levels: dict[str, Any] = {"sl": _num(sl), "tp": _num(tp)}
         bar_time = int(self.candles.time[i])
         self._trade_event("order_sent", bar_time, price=quote, **levels, **common)
         self._trade_event(

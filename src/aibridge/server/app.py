@@ -126,6 +126,7 @@ class SignalServer:
     def _start_metrics(self) -> None:
         s = self.settings
         self.metrics.uptime.set_function(lambda: time.monotonic() - self.handler.started)
+        assert s.metrics_port is not None  # bind() starts metrics only when a port is set
         self.http = MetricsServer(
             self.metrics, self.health, s.metrics_host, s.metrics_port, status=self.status
         )
@@ -182,7 +183,7 @@ class SignalServer:
         assert self.sock is not None
         n = 0
         # ZMQ_EVENTS instead of recv-until-EAGAIN: an exception per request costs µs
-        while n < _BATCH and self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        while n < _BATCH and int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             try:
                 frames = self.sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:

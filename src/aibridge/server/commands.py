@@ -441,47 +441,73 @@ def journal_tail(
         raise _fail("--for-seconds goes with --follow")
     deadline = None if for_seconds is None else time.monotonic() + for_seconds
     try:
-        if follow and not file.is_file():
-            console.print(f"no journal at {file} yet; waiting for the server to create it")
-            while not file.is_file():
-                if deadline is not None and time.monotonic() >= deadline:
-                    return
-                time.sleep(interval)
+        if follow and not _wait_for_file(file, deadline, interval):
+            return
         try:
             rows = j.tail(file, table, n)
         except (FileNotFoundError, ValueError) as exc:
             raise _fail(str(exc)) from None
-        last_id = rows[-1]["id"] if rows else _max_id(j, file, table)
-        if as_json:
-            for r in rows:
-                _json_line(r)
-        elif follow or not out.is_terminal:  # lines: appendable, and grep-able in a pipe
-            out.print("  ".join(cols), highlight=False, soft_wrap=True)
-            for r in rows:
-                out.print(_line(r, cols), highlight=False, soft_wrap=True)
-        else:
-            t = Table(title=f"{table} (last {len(rows)})")
-            for c in cols:
-                t.add_column(c)
-            for r in rows:
-                t.add_row(*[_cell(r, c) for c in cols])
-            out.print(t)
-        while follow:
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            time.sleep(
-                interval
-                if deadline is None
-                else max(0.0, min(interval, deadline - time.monotonic()))
-            )
-            for r in j.rows_after(file, table, last_id):
-                last_id = r["id"]
-                if as_json:
-                    _json_line(r)
-                else:
-                    out.print(_line(r, cols), highlight=False, soft_wrap=True)
+        mode = "json" if as_json else "lines" if follow or not out.is_terminal else "table"
+        _print_rows(rows, table, cols, mode)
+        if follow:
+            last_id = rows[-1]["id"] if rows else _max_id(j, file, table)
+            _follow(file, table, cols, mode, last_id, deadline, interval)
     except KeyboardInterrupt:
         return
+
+
+def _wait_for_file(file: Path, deadline: float | None, interval: float) -> bool:
+    """--follow on a journal the server has not created yet: wait (False at the deadline)."""
+    if file.is_file():
+        return True
+    console.print(f"no journal at {file} yet; waiting for the server to create it")
+    while not file.is_file():
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def _print_rows(rows: list[dict[str, Any]], table: str, cols: list[str], mode: str) -> None:
+    """``json``: JSON lines; ``lines``: a header, then one line per row (appendable, grep-able
+    in a pipe); ``table``: a rich table for a terminal."""
+    if mode == "json":
+        for r in rows:
+            _json_line(r)
+    elif mode == "lines":
+        out.print("  ".join(cols), highlight=False, soft_wrap=True)
+        for r in rows:
+            out.print(_line(r, cols), highlight=False, soft_wrap=True)
+    else:
+        t = Table(title=f"{table} (last {len(rows)})")
+        for c in cols:
+            t.add_column(c)
+        for r in rows:
+            t.add_row(*[_cell(r, c) for c in cols])
+        out.print(t)
+
+
+def _follow(
+    file: Path,
+    table: str,
+    cols: list[str],
+    mode: str,
+    last_id: int,
+    deadline: float | None,
+    interval: float,
+) -> None:
+    """Poll for rows after ``last_id`` and print them as they come, until the deadline."""
+    from aibridge.server import journal as j
+
+    while deadline is None or time.monotonic() < deadline:
+        wait = interval if deadline is None else min(interval, deadline - time.monotonic())
+        time.sleep(max(0.0, wait))
+        for r in j.rows_after(file, table, last_id):
+            last_id = r["id"]
+            if mode == "json":
+                _json_line(r)
+            else:
+                out.print(_line(r, cols), highlight=False, soft_wrap=True)
 
 
 def _max_id(j: Any, file: Path, table: str) -> int:

@@ -213,7 +213,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     migrate(conn, path)
-    conn.isolation_level = ""  # the writer's batches use implicit transactions again
+    conn.isolation_level = "DEFERRED"  # the writer's batches use implicit transactions again
     conn.row_factory = sqlite3.Row
     return conn
 
@@ -399,7 +399,7 @@ class Journal:
             self._wake.clear()
             closing = self._closing
             while self._items:
-                batch = []
+                batch: list[tuple[str, Any]] = []
                 while self._items and len(batch) < self._batch_max:
                     batch.append(self._items.popleft())
                 self._write(batch)
