@@ -114,6 +114,16 @@ def test_missing_sqlite_store_is_not_created(setup_env, tmp_path: Path) -> None:
     assert not db.exists()
 
 
+def test_a_name_never_registered_says_how_to_get_a_model(setup_env) -> None:
+    """The store answers, but nothing was ever registered under the served name (a fresh
+    clone before `make demo`): the model check says to train and register one."""
+    report = run_checks({**setup_env, "models": ["models:/never-registered@champion"]})
+    [model] = report.by_name("model")
+    assert model.status == FAIL, model.message
+    assert "Nothing is registered as never-registered in" in model.message
+    assert "run `make demo` or `.venv/bin/dvc repro`" in model.message
+
+
 def test_unreachable_tracking_server(setup_env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")

@@ -275,7 +275,7 @@ def _check_models(uris: list[str], tracking_uri: str) -> list[Check]:
             except ModelLoadError as exc:
                 checks.append(
                     _no_champion_check(uri, tracking_uri, Path(tmp))
-                    or Check("model", FAIL, f"{uri}: {exc}")
+                    or Check("model", FAIL, f"{uri}: {exc}{_unregistered_hint(uri, tracking_uri)}")
                 )
                 continue
             except Exception as exc:
@@ -292,6 +292,28 @@ def _check_models(uris: list[str], tracking_uri: str) -> list[Check]:
                 )
             )
     return checks
+
+
+def _unregistered_hint(uri: str, tracking_uri: str) -> str:
+    """``models:/NAME@...`` where NAME was never registered in this store: say how to get one."""
+    if not uri.startswith("models:/"):
+        return ""
+    name = uri.removeprefix("models:/").split("@")[0].split("/")[0]
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).get_registered_model(
+            name
+        )
+    except MlflowException:
+        return (
+            f". Nothing is registered as {name} in {tracking_uri}: run `make demo` or "
+            "`.venv/bin/dvc repro` to train and register it (or --tracking-uri another store)"
+        )
+    except Exception:  # unreachable store: the registry check says so
+        return ""
+    return ""
 
 
 def _no_champion_check(uri: str, tracking_uri: str, cache: Path) -> Check | None:
