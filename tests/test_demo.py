@@ -92,3 +92,12 @@ def test_the_commands_the_demo_suggests_run(trading) -> None:
             assert len(lines) == 5 and all(orjson.loads(line)["id"] for line in lines)
         elif "trade_events" in argv:
             assert "closed" in res.stdout
+
+
+def test_without_part_2_the_hints_name_only_the_sample_journal(tmp_path: Path) -> None:
+    assert demo.hints(tmp_path, trading=False) == [
+        "aibridge journal tail --path journal/demo.sqlite"
+    ]
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "aibridge").touch()
+    assert all(h.startswith(".venv/bin/aibridge journal tail") for h in demo.hints(tmp_path))

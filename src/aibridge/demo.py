@@ -366,13 +366,16 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def hints(root: Path) -> list[str]:
+def hints(root: Path, trading: bool = True) -> list[str]:
     """The commands the demo ends with (tests run each of them against the real CLI)."""
     cli, journal = _cli(root), _rel(root / TRADING_JOURNAL, root)
+    sample = [f"{cli} journal tail --path {_rel(root / 'journal' / 'demo.sqlite', root)}"]
+    if not trading:
+        return sample
     return [
         f"{cli} journal tail --path {journal} --table trade_events",
         f"{cli} journal tail --path {journal} --json -n 5",
-        f"{cli} journal tail --path {_rel(root / 'journal' / 'demo.sqlite', root)}",
+        *sample,
     ]
 
 
@@ -442,18 +445,19 @@ def run_demo(
     try:
         step(f"[1/{total}] the project's model on the bundled sample (no edge: expect HOLD)")
         code = sample_demo(model_uri, bars, root, f"[1/{total}]")
-        if code != 0 or pending is None or tmp is None:
+        if code != 0:
             return code
-        step("[2/2] the planted-edge model (waiting for its training)")
-        model = pending.result()
-        console.print(
-            f"registered {model.model_uri} in {model.tracking_uri} ({model.seconds:.0f} s)"
-        )
-        report = trading_demo(root, Path(tmp.name), model, trading_bars)
-        out = root / TRADING_SUMMARY
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-        print_trading(report, root)
+        if pending is not None and tmp is not None:
+            step("[2/2] the planted-edge model (waiting for its training)")
+            model = pending.result()
+            console.print(
+                f"registered {model.model_uri} in {model.tracking_uri} ({model.seconds:.0f} s)"
+            )
+            report = trading_demo(root, Path(tmp.name), model, trading_bars)
+            out = root / TRADING_SUMMARY
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+            print_trading(report, root)
     except RuntimeError as exc:
         console.print(f"[red]demo failed:[/] {exc}")
         return 1
@@ -469,6 +473,6 @@ def run_demo(
             "[yellow]The sample model has no edge: it answers HOLD. Not investment advice.[/]"
         )
     console.print(f"demo done in {time.monotonic() - started:.0f} s. Journals:")
-    for line in hints(root):
+    for line in hints(root, trading):
         console.print(f"  `{line}`", highlight=False, soft_wrap=True)
     return 0
