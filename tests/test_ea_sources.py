@@ -444,6 +444,7 @@ def _kv(text: str) -> dict[str, str]:
     return dict(line.split("\t", 1) for line in text.splitlines() if "\t" in line)
 
 
+@pytest.mark.slow  # compiles the includes (g++)
 def test_compiled_json_reader_flattens_every_fixture(driver: Path) -> None:
     for path in sorted(FIXTURES.glob("*.json")):
         fx = json.loads(path.read_text(encoding="utf-8"))
@@ -463,6 +464,7 @@ def test_compiled_json_reader_flattens_every_fixture(driver: Path) -> None:
     assert got == [float(n) for n in nums]
 
 
+@pytest.mark.slow  # compiles the includes (g++)
 def test_compiled_builders_produce_what_the_server_accepts(driver: Path) -> None:
     hb = _fixture("heartbeat.json")["request"]
     positions = "".join(
@@ -519,6 +521,7 @@ def test_compiled_builders_produce_what_the_server_accepts(driver: Path) -> None
         protocol.parse_request(text.encode())
 
 
+@pytest.mark.slow  # compiles the includes (g++)
 def test_compiled_readers_return_the_fixture_values(driver: Path) -> None:
     hb = _fixture("heartbeat.json")["reply"]
     got = _kv(_run(driver, "read_reply", stdin=json.dumps(hb)))
@@ -607,6 +610,7 @@ def _lot_cases() -> list[tuple[float, ...]]:
     return cases
 
 
+@pytest.mark.slow  # compiles the includes (g++)
 def test_compiled_lot_sizing_equals_python(driver: Path) -> None:
     cases = _lot_cases()
     stdin = "".join(
@@ -629,6 +633,7 @@ def test_compiled_lot_sizing_equals_python(driver: Path) -> None:
     }, "the table must reach every outcome"
 
 
+@pytest.mark.slow  # compiles the includes (g++)
 def test_compiled_rules_equal_python(driver: Path) -> None:
     cases: list[tuple[str, tuple[Any, ...], Any]] = []
     for spec in _SPECS.values():
@@ -712,6 +717,7 @@ def test_compiled_rules_equal_python(driver: Path) -> None:
     assert reasons.split() == list(risk.ENTRY_REASONS.values())
 
 
+@pytest.mark.slow  # compiles the includes (g++)
 def test_compiled_entry_veto_equals_python(driver: Path) -> None:
     cases = [
         (spread, 30.0, halted, hour, start, end, lots, n_open, open_lots, 1, 5.0)
@@ -732,6 +738,7 @@ def test_compiled_entry_veto_equals_python(driver: Path) -> None:
     assert set(expected) == set(risk.ENTRY_REASONS), "the table must reach every veto"
 
 
+@pytest.mark.slow  # compiles the includes (g++)
 def test_compiled_trade_helpers(driver: Path) -> None:
     codes = list(range(0, 160))
     out = _run(driver, "rules", stdin="".join(f"retryable {c}\n" for c in codes)).split()
@@ -751,6 +758,7 @@ def test_compiled_trade_helpers(driver: Path) -> None:
     assert tfs == ["M1", "H1", "MN1", "-"]
 
 
+@pytest.mark.slow  # compiles the includes (g++)
 def test_compiled_csv_field_matches_python_csv(driver: Path) -> None:
     fields = [
         "plain",

@@ -23,7 +23,12 @@ import pytest
 from aibridge.instruments import load_instrument
 from aibridge.paths import sample_data_path
 
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+# Every test here runs the whole EA compiled with g++ (cached by content in ~/.cache/aibridge/mt4;
+# a cold build is ~10-20 s): `slow`, outside the fast tier.
+pytestmark = [
+    pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed"),
+    pytest.mark.slow,
+]
 
 FIXTURES = Path(__file__).parent / "fixtures" / "protocol"
 N_BARS = 160
@@ -804,7 +809,6 @@ def test_daily_drawdown_halt_until_the_next_broker_day(
 # --------------------------------------------------------------------------- real server
 
 
-@pytest.mark.slow
 def test_sample_against_the_real_server(
     built: Any, trained_model_store: Any, tmp_path: Path
 ) -> None:

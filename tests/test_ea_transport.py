@@ -717,6 +717,7 @@ def _req(i: int) -> str:
     return json.dumps({"type": "heartbeat", "request_id": f"hb-{i}"}, separators=(",", ":"))
 
 
+@pytest.mark.slow  # compiles the transport (g++, per platform)
 def test_transport_round_trip_and_lost_reply_recovery(transport: Path) -> None:
     import zmq
 
@@ -740,6 +741,7 @@ def test_transport_round_trip_and_lost_reply_recovery(transport: Path) -> None:
     assert tail == ["end\tlive=0"], "a socket, context or message was not closed"
 
 
+@pytest.mark.slow  # compiles the transport (g++, per platform)
 def test_transport_dead_server_is_bounded_then_recovers(transport: Path) -> None:
     endpoint = _free_endpoint()
     timeout_ms, retries = 200, 2
@@ -785,6 +787,7 @@ def test_transport_dead_server_is_bounded_then_recovers(transport: Path) -> None
     assert tail == ["end\tlive=0"]
 
 
+@pytest.mark.slow  # compiles the transport (g++, per platform)
 def test_transport_resets_on_a_multipart_reply(transport: Path) -> None:
     endpoint = _free_endpoint()
     server = _Server(endpoint, multipart={1})
@@ -798,6 +801,7 @@ def test_transport_resets_on_a_multipart_reply(transport: Path) -> None:
     assert len(server.seen) == 2 and tail == ["end\tlive=0"]
 
 
+@pytest.mark.slow  # compiles the transport (g++, per platform)
 def test_transport_errors_and_shutdown(transport: Path) -> None:
     # a malformed endpoint fails in Init with libzmq's own words and errno
     head, rows, tail = _run(transport, "not-an-endpoint", 100, 0, [_req(1)])
@@ -817,6 +821,7 @@ def test_transport_errors_and_shutdown(transport: Path) -> None:
     assert tail == ["shutdown\tlive=0", "init\tok", "end\tlive=0"]
 
 
+@pytest.mark.slow  # compiles the transport (g++, per platform)
 def test_transport_talks_to_the_real_signal_server(transport: Path, tmp_path: Path) -> None:
     from tests.server_fixtures import running_server
 

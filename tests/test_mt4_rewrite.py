@@ -174,6 +174,7 @@ def test_structs_passed_by_value_are_refused(tmp_path: Path) -> None:
         rewrite_tree(ea, tmp_path / "Include", tmp_path / "out")
 
 
+@pytest.mark.slow  # g++
 def test_rewritten_snippet_compiles_and_behaves_like_mql(tmp_path: Path) -> None:
     """The rules together through g++ and the runtime: concatenation, arrays, prototypes."""
     if shutil.which("g++") is None:
