@@ -144,57 +144,74 @@ def stages() -> list[str]:
     return re.findall(STAGE_RE, text, flags=re.MULTILINE)
 
 
-def bench_repro(candles: pd.DataFrame, walk_forward: dict[str, int]) -> dict:
+def make_project(
+    root: Path, candles: pd.DataFrame, walk_forward: dict[str, object], source: Path = REPO
+) -> dict[str, str]:
+    """A fresh copy of the project (from ``source``) in ``root`` with ``candles`` as its M1
+    data, ``dvc add``-ed; ``walk_forward`` overrides ``conf/backtest`` keys. Returns the
+    environment the stages run in (``source/src`` first on PYTHONPATH, so a checkout other
+    than the installed one can be measured)."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MPLBACKEND": "Agg"}
+    env["PYTHONPATH"] = str(source / "src")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)
+    root.mkdir(parents=True)
+    for item in (
+        "conf",
+        "pipelines",
+        "src",
+        "dvc.yaml",
+        "params.yaml",
+        "params.base.yaml",
+        ".dvcignore",
+    ):
+        src = source / item
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / item)
+    (root / ".dvc").mkdir()
+    shutil.copy2(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    cfg = root / "conf" / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("timeframe: H1", "timeframe: M1"))
+    backtest = root / "conf" / "backtest" / "default.yaml"
+    text = backtest.read_text()
+    for key, value in walk_forward.items():
+        text, hits = re.subn(rf"(?m)^(  {key}:) *[^#\n]*", rf"\g<1> {value}  ", text, count=1)
+        if hits != 1:
+            raise SystemExit(f"conf/backtest/default.yaml has no walk_forward.{key}")
+    backtest.write_text(text)
+    (root / "data").mkdir()
+    write_history_center(candles, root / "data" / "EURUSD1.csv")
+    _sh(root, env, "git", "init", "-q")
+    _sh(root, env, "dvc", "add", "-q", "data")
+    return env
+
+
+def _sh(root: Path, env: dict[str, str], *cmd: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done
+
+
+def bench_repro(
+    candles: pd.DataFrame,
+    walk_forward: dict[str, object],
+    keep: Path | None = None,
+    source: Path = REPO,
+) -> dict:
     """``dvc repro`` of a fresh copy of the project on ``candles`` (M1), one stage at a time
     (``dvc repro -s <stage>``, in dvc.yaml order) so each stage gets its seconds and the
     peak RSS of its largest process (the stage's Python; ``getrusage(RUSAGE_CHILDREN)`` of a
-    probe process around ``dvc``). ``walk_forward`` overrides ``conf/backtest`` keys."""
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MPLBACKEND": "Agg"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("MLFLOW_REGISTRY_URI", None)
+    probe process around ``dvc``), and the 1-minute load average when it ended (the box is
+    shared: a load above the core count slows every stage). ``keep``: build the project
+    there and leave it (to profile one stage again)."""
     with tempfile.TemporaryDirectory(prefix="aibridge-bench-") as tmp:
-        root = Path(tmp) / "project"
-        root.mkdir()
-        for item in (
-            "conf",
-            "pipelines",
-            "src",
-            "dvc.yaml",
-            "params.yaml",
-            "params.base.yaml",
-            ".dvcignore",
-        ):
-            src = REPO / item
-            (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / item)
-        (root / ".dvc").mkdir()
-        shutil.copy2(REPO / ".dvc" / "config", root / ".dvc" / "config")
-        cfg = root / "conf" / "config.yaml"
-        cfg.write_text(cfg.read_text().replace("timeframe: H1", "timeframe: M1"))
-        backtest = root / "conf" / "backtest" / "default.yaml"
-        text = backtest.read_text()
-        for key, value in walk_forward.items():
-            text, hits = re.subn(rf"(?m)^(  {key}:) *[^#\n]*", rf"\g<1> {value}  ", text, count=1)
-            if hits != 1:
-                raise SystemExit(f"conf/backtest/default.yaml has no walk_forward.{key}")
-        backtest.write_text(text)
-        (root / "data").mkdir()
-        write_history_center(candles, root / "data" / "EURUSD1.csv")
-
-        def sh(*cmd: str) -> subprocess.CompletedProcess:
-            done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise SystemExit(
-                    f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-                )
-            return done
-
-        sh("git", "init", "-q")
-        sh("dvc", "add", "-q", "data")
+        root = keep or Path(tmp) / "project"
+        env = make_project(root, candles, walk_forward, source)
         per_stage: dict[str, dict[str, float]] = {}
         t0 = time.perf_counter()
         for stage in stages():
-            done = sh(sys.executable, "-c", RSS_PROBE, "dvc", "repro", "-s", stage)
+            done = _sh(root, env, sys.executable, "-c", RSS_PROBE, "dvc", "repro", "-s", stage)
             seconds, rss_kb, code = done.stdout.strip().splitlines()[-1].split()
             if code != "0":
                 raise SystemExit(f"dvc repro -s {stage} failed:\n{done.stdout[-3000:]}")
@@ -206,8 +223,9 @@ def bench_repro(candles: pd.DataFrame, walk_forward: dict[str, int]) -> dict:
             print(f"  {len(candles):,} bars: {stage} {seconds} s, {per_stage[stage]}", flush=True)
         full = time.perf_counter() - t0
         t0 = time.perf_counter()
-        sh("dvc", "repro")
+        _sh(root, env, "dvc", "repro")
         noop = time.perf_counter() - t0
+        folds = _folds(root)
     return {
         "bars": len(candles),
         "full_repro_s": round(full, 1),
@@ -215,7 +233,19 @@ def bench_repro(candles: pd.DataFrame, walk_forward: dict[str, int]) -> dict:
         "peak_rss_mb": max(v["peak_rss_mb"] for v in per_stage.values()),
         "stages": per_stage,
         "walk_forward": walk_forward,
+        "folds": folds,
     }
+
+
+def _folds(root: Path) -> str:
+    """The backtest report's fold line (the plan it ran), or '' when absent."""
+    report = root / "reports" / "backtest" / "report.md"
+    if not report.is_file():
+        return ""
+    for line in report.read_text().splitlines():
+        if " folds " in line and "train" in line:
+            return line.strip("- *")
+    return ""
 
 
 GOALS = {"repro_1m_s": 180.0, "growth_1m_to_3m": 3.3, "peak_rss_mb": 4096.0}
@@ -311,10 +341,14 @@ def main() -> None:
         help="comma-separated M1 bar counts for full dvc repro runs (e.g. 100000,1000000,3000000)",
     )
     parser.add_argument(
-        "--max-folds",
-        type=int,
-        default=20,
-        help="backtest.walk_forward.max_folds for the runs (0: as many as the data allows)",
+        "--walk-forward",
+        default="",
+        help="conf/backtest walk_forward overrides, e.g. 'max_folds=20,n_jobs=1' (default: none,"
+        " the shipped auto fold plan)",
+    )
+    parser.add_argument("--keep", type=Path, help="build the (single size) project here, keep it")
+    parser.add_argument(
+        "--source", type=Path, default=REPO, help="checkout to measure (default: this one)"
     )
     parser.add_argument("--skip-repro", action="store_true")
     parser.add_argument("--skip-features", action="store_true")
@@ -326,7 +360,8 @@ def main() -> None:
     if not args.skip_repro:
         runs = []
         for n in (int(x) for x in args.sizes.split(",")):
-            runs.append(bench_repro(synthetic_m1(n), {"max_folds": args.max_folds}))
+            overrides = dict(kv.split("=", 1) for kv in args.walk_forward.split(",") if kv)
+            runs.append(bench_repro(synthetic_m1(n), overrides, args.keep, args.source))
             results["repro"] = runs
             results["growth"] = growth(runs)
             results["goals"] = goals(runs)
