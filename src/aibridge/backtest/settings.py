@@ -65,9 +65,11 @@ class WalkForwardSettings(BaseModel):
 
     The rule for ``auto`` (:func:`aibridge.backtest.walkforward.plan_folds`): the first
     training window is ``train_fraction`` of the usable history (never fewer than
-    ``min_train_bars``); the rest, after the embargo, is cut into ``folds`` equal test windows
-    (``auto``: 10, fewer when a window would be shorter than ``min_test_bars``). So the fold
-    count stays the same from 10 k to 10 M bars and the work grows linearly with the history.
+    ``min_train_bars``, never more than ``max_train_bars``); the rest, after the embargo, is
+    cut into ``folds`` equal test windows (``auto``: 10, fewer when a window would be shorter
+    than ``min_test_bars``). So the fold count stays the same from 10 k to 10 M bars, each
+    fold's training costs the same beyond ~330 k bars, and only the predicted test windows
+    grow with the history.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -86,6 +88,12 @@ class WalkForwardSettings(BaseModel):
         default=0.3, gt=0, lt=1, description="auto train window: share of the usable history"
     )
     min_train_bars: int = Field(default=500, gt=0, description="auto train window: at least")
+    max_train_bars: int | None = Field(
+        default=100_000,
+        gt=0,
+        description="auto train window: at most (None: no cap); keeps each fold's fit the same "
+        "size however long the history (100,000 M1 bars: ~3 months)",
+    )
     min_test_bars: int = Field(default=100, gt=0, description="auto test windows: at least")
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     embargo_bars: int | None = Field(

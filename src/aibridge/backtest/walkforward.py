@@ -127,6 +127,9 @@ def plan_folds(
     >>> folds = plan_folds(100_000, s, "M1", horizon=24, warmup=40)
     >>> len(folds), folds[0].train[0], folds[0].test[0], folds[-1].test[1]
     (10, 40, 30052, 100000)
+    >>> folds = plan_folds(1_000_000, s, "M1", horizon=24, warmup=40)
+    >>> folds[0].validation[1] - folds[0].train[0], folds[0].test[1] - folds[0].test[0]
+    (100000, 89994)
     >>> len(plan_folds(1292, s, "H4", horizon=24, warmup=40))
     7
     >>> plan_folds(150, s, "H4", horizon=24, warmup=40)  # doctest: +ELLIPSIS
@@ -137,11 +140,13 @@ def plan_folds(
     embargo = embargo_bars(settings, horizon)
     usable = n_bars - warmup
     auto_train = settings.train_bars == "auto"
-    train = (
-        max(settings.min_train_bars, round(settings.train_fraction * usable))
-        if settings.train_bars == "auto"
-        else int(settings.train_bars)
-    )
+    if settings.train_bars == "auto":
+        train = round(settings.train_fraction * usable)
+        if settings.max_train_bars:
+            train = min(train, settings.max_train_bars)
+        train = max(settings.min_train_bars, train)
+    else:
+        train = int(settings.train_bars)
     auto_test = settings.test_bars == "auto"
     min_test = settings.min_test_bars if auto_test else 1
     first_test = warmup + train + embargo
