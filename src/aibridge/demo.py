@@ -48,6 +48,8 @@ console = Console()
 # max_spread_points is 30) and DEFAULT_SPREAD elsewhere (the instrument's default, which the
 # pipeline's backtest assumed).
 TRADING_BARS = 800
+# This interpreter's CLI (no `aibridge` executable lookup: `.exe` on Windows, PATH elsewhere)
+AIBRIDGE = [sys.executable, "-m", "aibridge.cli"]
 ROLLOVER_SPREAD = 40
 DEFAULT_SPREAD = 5
 TRADING_JOURNAL = Path("journal") / "demo-trading.sqlite"
@@ -153,13 +155,12 @@ def sample_demo(model_uri: str, bars: int, root: Path, label: str) -> int:
         console.print(f"[yellow]{note}[/]")
     port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
-    aibridge = str(Path(sys.executable).parent / "aibridge")
     logs = root / "logs"
     logs.mkdir(exist_ok=True)
     server_log = (logs / "demo-serve.out").open("w")
     server = subprocess.Popen(
         [
-            aibridge,
+            *AIBRIDGE,
             "serve",
             "--model",
             model_uri,
@@ -190,7 +191,7 @@ def sample_demo(model_uri: str, bars: int, root: Path, label: str) -> int:
         summary_path = root / "reports" / "demo_ea_sim.json"
         sim = subprocess.run(
             [
-                aibridge,
+                *AIBRIDGE,
                 "ea-sim",
                 "--endpoint",
                 endpoint,
@@ -305,9 +306,8 @@ def trading_demo(
     csv, n = replay_csv(model.csv_path, work / "replay" / model.csv_path.name)
     port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
-    aibridge = str(Path(sys.executable).parent / "aibridge")
     cmd = [
-        aibridge, "serve", "--model", model.model_uri, "--tracking-uri", model.tracking_uri,
+        *AIBRIDGE, "serve", "--model", model.model_uri, "--tracking-uri", model.tracking_uri,
         "--port", str(port), "--no-metrics", "--poll-interval", "0",
         "--journal", str(journal), "--model-cache-dir", str(work / "models"),
         "--log-path", str(work / "server.log"),
@@ -419,6 +419,15 @@ def print_trading(report: dict[str, Any], root: Path) -> None:
     console.print(t)
 
 
+def wait_for(pending: Future[Any], started: float, every_s: float = 15.0) -> Any:
+    """The background training's result, with a progress line every ``every_s`` seconds."""
+    while True:
+        try:
+            return pending.result(timeout=every_s)
+        except TimeoutError:
+            console.print(f"  still training ({time.monotonic() - started:.0f} s since the start)")
+
+
 def run_demo(
     model_uri: str,
     bars: int,
@@ -449,7 +458,7 @@ def run_demo(
             return code
         if pending is not None and tmp is not None:
             step("[2/2] the planted-edge model (waiting for its training)")
-            model = pending.result()
+            model = wait_for(pending, started)
             console.print(
                 f"registered {model.model_uri} in {model.tracking_uri} ({model.seconds:.0f} s)"
             )
