@@ -267,3 +267,76 @@ def test_a_too_short_history_fails_before_any_mlflow_run(
     assert "train failed: 300 H1 bars" in text and "too few for a walk-forward" in text, text
     assert "Traceback" not in text
     assert len(client.search_runs(experiments)) == runs_before
+
+
+def test_checking_out_an_earlier_model_neither_retrains_nor_registers_it_again(
+    mutable_project: Path,
+) -> None:
+    """`git checkout` + `dvc checkout` of the num_leaves=15 commit restores its model from the
+    DVC cache; `dvc repro` then retrains nothing (train_run.json is not needed: the run is
+    found by the model's hash) and register re-points the challenger at that model's version."""
+    # (the last test on mutable_project: it leaves the copy on another commit)
+    sha = run(["git", "log", "--format=%H", "--grep", "num_leaves 15"], mutable_project).stdout
+    run(["git", "stash", "-u", "-q"], mutable_project, check=False)
+    run(["git", "checkout", "-q", sha.split()[0]], mutable_project)
+    try:
+        run([str(BIN / "dvc"), "checkout", "-q"], mutable_project, check=False)
+        out = run([str(BIN / "dvc"), "repro"], mutable_project)
+        text = out.stdout + out.stderr
+        assert "Running stage 'train'" not in text
+        assert "model unchanged: same as v2, not registered again" in text, text[-2000:]
+        client = mlflow_client(f"sqlite:///{mutable_project / 'mlflow.db'}")
+        model = client.get_registered_model("aibridge-EURUSD-H1")
+        assert str(model.aliases["challenger"]) == "2"
+    finally:
+        run(["git", "checkout", "-q", "-f", "-"], mutable_project)
+        run([str(BIN / "dvc"), "checkout", "-q", "-f"], mutable_project, check=False)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
+def test_mlflow_ui_shows_the_model_card_on_the_version_page(
+    trained_model_store: TrainedStore, tmp_path: Path
+) -> None:
+    """Headless Chromium on the real MLflow UI: the version page renders the model card."""
+    import subprocess
+    import time
+    import urllib.request
+
+    from tests.server_fixtures import free_port
+
+    assert CHROMIUM is not None
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--backend-store-uri", trained_model_store.tracking_uri,
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180  # the UI server starts slowly on a loaded box
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow server did not start"
+                assert server.poll() is None, "mlflow server exited"
+                time.sleep(0.5)
+        url = f"http://127.0.0.1:{port}/#/models/{trained_model_store.model_name}/versions/1"
+        dom = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=30000",
+             "--dump-dom", url],
+            capture_output=True, text=True, timeout=180,
+        ).stdout  # fmt: skip
+    finally:
+        import os
+        import signal
+
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    assert f"EURUSD H1 — {trained_model_store.model_name} v1" in dom
+    assert "Serve it" in dom and "Walk-forward backtest" in dom
