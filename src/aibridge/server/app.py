@@ -111,7 +111,7 @@ class SignalServer:
         if s.metrics_port is not None:
             self._start_metrics()
         log.info(
-            f"listening on tcp://{s.host}:{self.port}"
+            f"bound tcp://{s.host}:{self.port}"
             + (" (CurveZMQ)" if self.curve else "")
             + (f", metrics http://{s.metrics_host}:{self.http.port}/metrics" if self.http else ""),
             extra={"port": self.port, "curve": self.curve},
@@ -169,6 +169,7 @@ class SignalServer:
         assert self.sock is not None
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
+        log.info(f"answering on tcp://{self.settings.host}:{self.port}", extra={"port": self.port})
         self.ready.set()
         try:
             while not self._stop.is_set():
