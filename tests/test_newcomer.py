@@ -125,9 +125,10 @@ def test_readme_first_run_from_a_fresh_clone(tmp_path: Path) -> None:
 
     # Part 2 of the demo: a model that trades, from the real server's journal; the project's
     # tracked files untouched (its store, DVC cache and model cache were in a temp dir).
+    flat = " ".join(demo.split())  # rich wraps lines at the terminal's width
     for shown in ("first BUY reply", "first SELL reply", "spread_too_wide", "closed by", "tp "):
-        assert shown in demo, demo[-3000:]
-    assert "planted edge" in demo and "Not investment advice" in demo
+        assert shown in flat, demo[-3000:]
+    assert "planted edge" in flat and "Not investment advice" in flat, demo[-3000:]
     status = subprocess.run(
         ["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True
     )
