@@ -1,6 +1,6 @@
 """``aibridge.registry`` on a real MLflow SQLite store: alias lookups, version tags and
 descriptions, finding a version by its bundle digest, and loading a model without moving
-MLflow's process-wide URIs. ``aibridge.model_bundle``'s layout and digest."""
+MLflow's process-wide URIs; ``apply_gate`` on any verdict; layering."""
 
 from __future__ import annotations
 
@@ -8,14 +8,12 @@ import ast
 import importlib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import pytest
 
-from aibridge import model_bundle, pyfunc_model
 from aibridge.model_bundle import bundle_digest
 from aibridge.promotion import apply_gate
 from aibridge.registry import (
@@ -30,7 +28,7 @@ from aibridge.registry import (
     set_version_tags,
 )
 from aibridge.serving_model import load_serving_model
-from tests.test_bundle import save_small_model
+from tests.test_serving_model import save_small_model
 
 NAME = "aibridge-XAUUSD-H1"
 
@@ -89,45 +87,6 @@ def test_find_by_digest_tags_and_description(store: tuple[str, Path]) -> None:
     mv = client.get_model_version(NAME, "1")
     assert (mv.tags["gate.promote"], mv.tags["n"]) == ("True", "3")
     assert mv.description == "# v1\n\n**why**: first"
-
-
-def test_bundle_digest_is_the_content_without_provenance(tmp_path: Path) -> None:
-    save_small_model(tmp_path)
-    bundle = tmp_path / "bundle"
-    digest = bundle_digest(bundle)
-    assert len(digest) == 64
-    # The MLflow model directory holds the same files under artifacts/: same digest.
-    assert bundle_digest(tmp_path / "model") == digest
-    copy = tmp_path / "copy"
-    shutil.copytree(bundle, copy)
-    settings_path = copy / model_bundle.SETTINGS_FILE
-    settings = json.loads(settings_path.read_text())
-    settings_path.write_text(
-        json.dumps(settings | {"trained_at": "2026-01-01T00:00:00+00:00", "git_commit": "abc"})
-    )
-    assert bundle_digest(copy) == digest  # provenance and formatting do not count
-    settings_path.write_text(json.dumps(settings | {"min_confidence": 0.51}))
-    assert bundle_digest(copy) != digest
-    settings_path.write_text(json.dumps(settings))
-    (copy / model_bundle.DECISION_FILE).write_text("# other code\n")
-    assert bundle_digest(copy) != digest
-    (copy / model_bundle.BOOSTER_FILE).unlink()
-    with pytest.raises(FileNotFoundError, match="missing"):
-        bundle_digest(copy)
-
-
-def test_pyfunc_artifact_keys_are_the_bundle_layouts() -> None:
-    assert {
-        pyfunc_model.ARTIFACT_BOOSTER,
-        pyfunc_model.ARTIFACT_SETTINGS,
-        pyfunc_model.ARTIFACT_FEATURES,
-        pyfunc_model.ARTIFACT_DECISION,
-    } == set(model_bundle.ARTIFACT_FILES)
-    assert model_bundle.ARTIFACT_BOOSTER == pyfunc_model.ARTIFACT_BOOSTER
-    assert model_bundle.ARTIFACT_SETTINGS == pyfunc_model.ARTIFACT_SETTINGS
-    assert model_bundle.ARTIFACT_FEATURES == pyfunc_model.ARTIFACT_FEATURES
-    assert model_bundle.ARTIFACT_DECISION == pyfunc_model.ARTIFACT_DECISION
-    assert model_bundle.pyfunc_code_path() == pyfunc_model.__file__
 
 
 def test_loading_a_model_leaves_mlflows_global_uris_alone(

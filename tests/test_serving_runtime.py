@@ -27,7 +27,7 @@ from aibridge.serving.runtime import MANIFEST, LeanModel
 from aibridge.serving.types import ModelLoadError
 from aibridge.serving_model import ServingModel
 from tests.conftest import REPO, TrainedStore
-from tests.test_bundle import INFO, ISOTONIC, SIGMOID, _ev_bundle, _same, save_small_model
+from tests.test_serving_model import INFO, ISOTONIC, SIGMOID, _ev_bundle, _same, save_small_model
 
 COLUMNS = ("time", "open", "high", "low", "close", "volume")
 HEAVY = ("mlflow", "pandas", "sklearn", "scipy", "numba", "lightgbm")

@@ -10,7 +10,7 @@ artifact keys they are logged under, where they sit in a downloaded model direct
 standard library and ``aibridge.decision`` (numpy) at module level, so the lean serving
 runtime uses it too. ``pyfunc_model.py`` repeats the four artifact keys because MLflow copies
 that file into the model, where this package may not be installed
-(``tests/test_bundle.py`` checks they agree).
+(``tests/test_model_bundle.py`` checks they agree).
 
 >>> sorted(bundle_artifacts(Path("artifacts/model")))
 ['booster', 'decision', 'features', 'settings']

@@ -29,7 +29,7 @@ from mlflow.pyfunc import PythonModel
 # The artifact keys of ``aibridge.model_bundle`` (the bundle layout's one home), repeated here
 # because this file runs inside the MLflow model, where aibridge may not be installed; for the
 # same reason ``load_module_from_file`` and the old-bundle ``DecisionSettings`` mapping are
-# written here and in ``aibridge.serving`` (tests/test_bundle.py checks the keys agree).
+# written here and in ``aibridge.serving`` (tests/test_model_bundle.py checks the keys agree).
 ARTIFACT_BOOSTER = "booster"
 ARTIFACT_SETTINGS = "settings"
 ARTIFACT_FEATURES = "features"

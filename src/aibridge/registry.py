@@ -7,9 +7,10 @@ Everything about registered models lives here: the client bound to one store
 (:func:`register_version`), version tags and descriptions, finding a version by its content
 (:func:`find_version_by_digest`) and downloading one (:func:`download_version`).
 
-Nothing here changes MLflow's process-wide URIs: every call goes through a client (or an
-explicit ``tracking_uri``) bound to one store, so loading a model in a process that also
-logs runs cannot redirect those runs.
+Nothing here changes MLflow's process-wide URIs: lookups and downloads go through a client
+(or an explicit ``tracking_uri``) bound to one store, so loading a model in a process that
+also logs runs cannot redirect those runs. (:func:`register_version` registers in the store
+the stage configured with ``aibridge.tracking.configure_mlflow``.)
 
 The server's lean data plane answers the same "which version" question without MLflow
 (``aibridge.serving.resolve`` reads the SQLite store or the REST API directly); it shares
