@@ -14,8 +14,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from aibridge.errors import AibridgeError
 from aibridge.model_bundle import bundle_digest
-from aibridge.promotion import apply_gate
+from aibridge.promotion import PromotionError, apply_gate, promote
 from aibridge.registry import (
     DIGEST_TAG,
     ModelLoadError,
@@ -152,3 +153,14 @@ def _imports(module: str) -> set[str]:
 def test_registry_and_bundle_modules_import_nothing_above_them(module: str) -> None:
     above = ("aibridge.backtest", "aibridge.stages", "aibridge.server", "aibridge.cli")
     assert not {m for m in _imports(module) if m.startswith(above)}
+
+
+def test_promotion_errors_say_what_to_pass(store: tuple[str, Path]) -> None:
+    uri, _ = store
+    client = registry_client(uri)
+    with pytest.raises(PromotionError, match="has no version 9; pass a registered version"):
+        promote(NAME, "9", "typo", client=client)
+    with pytest.raises(PromotionError, match="pass --reason"):
+        promote(NAME, "1", "  ", client=client)
+    assert issubclass(PromotionError, AibridgeError) and issubclass(PromotionError, ValueError)
+    assert alias_version(client, NAME, "champion") == "1"

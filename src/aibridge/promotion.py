@@ -20,11 +20,17 @@ from pathlib import Path
 from typing import Protocol
 
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
+from aibridge.errors import AibridgeError
 from aibridge.registry import alias_version, set_version_tags
 
 PREVIOUS_TAG = "promotion.previous_champion"
 ROLLED_BACK_TAG = "promotion.rolled_back"  # on a version a rollback took the alias from
+
+
+class PromotionError(AibridgeError, ValueError):
+    """A promotion or rollback that cannot happen as asked; the message says what to pass."""
 
 
 class GateVerdict(Protocol):
@@ -90,7 +96,15 @@ def _move(
     reason: str,
     journal: Path | None,
 ) -> AliasMove:
-    client.get_model_version(name, version)  # fails clearly for an unknown version
+    try:
+        client.get_model_version(name, version)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise PromotionError(
+            f"{name} has no version {version}; pass a registered version "
+            f"(MLflow UI → Models → {name})"
+        ) from None
     before = alias_version(client, name, alias)
     if before != version:
         client.set_registered_model_alias(name, alias, version)
@@ -138,7 +152,7 @@ def promote(
 ) -> AliasMove:
     """Point the champion alias at ``version`` by hand; ``reason`` is required and recorded."""
     if not reason.strip():
-        raise ValueError("a promotion needs a reason")
+        raise PromotionError('a promotion needs a reason: pass --reason "why"')
     return _move(
         client or MlflowClient(), name, version, champion_alias, "promote", reason, journal
     )
@@ -160,12 +174,14 @@ def rollback(
     rollback → v1: a second rollback never re-promotes the version the first one removed.
     """
     if not reason.strip():
-        raise ValueError("a rollback needs a reason")
+        raise PromotionError('a rollback needs a reason: pass --reason "why"')
     client = client or MlflowClient()
     if to_version is None:
         current = alias_version(client, name, champion_alias)
         if current is None:
-            raise ValueError(f"{name} has no {champion_alias!r} alias to roll back")
+            raise PromotionError(
+                f"{name} has no {champion_alias!r} alias to roll back; promote a version first"
+            )
         tags = client.get_model_version(name, current).tags
         to_version = tags.get(PREVIOUS_TAG) or None
         seen = {current}
@@ -178,8 +194,8 @@ def rollback(
         else:
             to_version = None
         if to_version is None:
-            raise ValueError(
+            raise PromotionError(
                 f"{name} v{current} has no earlier champion in its promotion history; "
-                "pass a version explicitly"
+                "pass a version explicitly (--to)"
             )
     return _move(client, name, to_version, champion_alias, "rollback", reason, journal)
