@@ -318,15 +318,25 @@ def markdown(results: dict) -> str:
                 f"\n{g['from_bars']:,} → {g['to_bars']:,} bars (×{g['bars_factor']}): time"
                 f" ×{g['time_factor']}"
             )
+        lines.append("")
+        for r in runs:
+            plan = r.get("folds") or "fold plan not recorded"
+            wf = r.get("walk_forward")
+            extra = f" (walk_forward overrides {wf})" if wf else ""
+            lines.append(f"- {r['bars']:,} bars: {plan}{extra}")
         lines += [
-            "",
-            f"Walk-forward settings for these runs: {runs[0]['walk_forward']}.",
             "",
             "| goal | measured | target | met |",
             "|---|---:|---:|:---:|",
         ]
         for name, (value, op, target, met) in results["goals"].items():
             lines.append(f"| {name} | {value} | {op} {target} | {'met' if met else 'NOT MET'} |")
+        machine = results.get("machine") or {}
+        if machine:
+            lines.append(
+                f"\n{machine.get('cpus')} CPUs, shared: 1-minute load average per stage in the "
+                f"table, {machine.get('loadavg_1m_at_end')} at the end."
+            )
     if results.get("note"):
         lines += ["", results["note"]]
     return "\n".join(lines)

@@ -203,7 +203,8 @@ def bench_edge(bars: int, cfg: dict) -> list[dict]:
 def markdown(results: dict) -> str:
     lines = [
         f"Fit of the `train` stage on {results['bars']:,} random-walk M1 bars "
-        f"({results['speed'][0]['train_rows']:,} training rows):",
+        f"({results['speed'][0]['train_rows']:,} training rows, LightGBM on "
+        f"{results.get('threads', 1)} thread):",
         "",
         "| LightGBM settings | dataset s | fit s | rounds (best) | s/round | val log loss | load |",
         "|---|---:|---:|---:|---:|---:|---:|",

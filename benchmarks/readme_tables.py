@@ -2,8 +2,9 @@
 
 Run: ``.venv/bin/python benchmarks/readme_tables.py`` prints every table whose JSON exists;
 ``--write README.md`` replaces the text between ``<!-- bench:NAME -->`` and
-``<!-- /bench:NAME -->`` in the README with the table NAME (server, trees, ingest, pipeline)
-and leaves everything else alone; ``--check README.md`` exits 1 when a marked table is stale.
+``<!-- /bench:NAME -->`` in the README with the table NAME
+(server, trees, ingest, pipeline, backtest, training) and leaves everything else alone;
+``--check README.md`` exits 1 when a marked table is stale.
 
 Each benchmark script renders its own table (``markdown(result)``); this script only loads the
 JSON and calls it, so the README shows exactly what the run printed.
@@ -25,6 +26,8 @@ TABLES = {
     "trees": ("bench_trees.py", "trees.json"),
     "ingest": ("bench_ingest.py", "ingest.json"),
     "pipeline": ("bench_pipeline.py", "pipeline.json"),
+    "backtest": ("bench_backtest.py", "backtest.json"),
+    "training": ("bench_training.py", "training.json"),
 }
 
 
