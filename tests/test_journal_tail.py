@@ -107,3 +107,18 @@ def test_follow_stops_at_the_deadline_and_waits_for_a_missing_journal(tmp_path: 
     plain = cli("--path", "later.sqlite", cwd=tmp_path)
     assert plain.returncode == 1 and "no journal at later.sqlite" in plain.stderr
     assert "Traceback" not in plain.stderr
+
+
+def test_a_missing_journal_names_the_ones_beside_it(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from aibridge.server.commands import serve_app
+
+    Journal(tmp_path / "demo-trading.sqlite").close()  # what make demo leaves in journal/
+    res = CliRunner().invoke(
+        serve_app, ["journal", "tail", "--path", str(tmp_path / "aibridge.sqlite")]
+    )
+    text = " ".join(res.output.split())
+    assert res.exit_code == 1, text
+    assert f"no journal at {tmp_path / 'aibridge.sqlite'}" in text
+    assert f"pick one with --path {tmp_path / 'demo-trading.sqlite'}" in text, text

@@ -445,7 +445,9 @@ def journal_tail(
             return
         try:
             rows = j.tail(file, table, n)
-        except (FileNotFoundError, ValueError) as exc:
+        except FileNotFoundError as exc:
+            raise _fail(f"{exc}{_other_journals(file)}") from None
+        except ValueError as exc:
             raise _fail(str(exc)) from None
         mode = "json" if as_json else "lines" if follow or not out.is_terminal else "table"
         _print_rows(rows, table, cols, mode)
@@ -508,6 +510,18 @@ def _follow(
                 _json_line(r)
             else:
                 out.print(_line(r, cols), highlight=False, soft_wrap=True)
+
+
+def _other_journals(missing: Path) -> str:
+    """A missing journal: name the ones next to it (``make demo`` writes demo*.sqlite), or
+    say who creates it."""
+    others = (
+        sorted(p.name for p in missing.parent.glob("*.sqlite")) if missing.parent.is_dir() else []
+    )
+    if others:
+        where = missing.parent
+        return f" (in {where}: {', '.join(others)}; pick one with --path {where / others[0]})"
+    return " (`aibridge serve` creates it; --path names another journal)"
 
 
 def _max_id(j: Any, file: Path, table: str) -> int:
