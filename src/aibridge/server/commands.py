@@ -568,7 +568,9 @@ def journal_export(
         finally:
             if output:
                 fh.close()
-    except (FileNotFoundError, ValueError) as exc:
+    except FileNotFoundError as exc:
+        raise _fail(f"{exc}{_other_journals(_journal_path(path))}") from None
+    except ValueError as exc:
         raise _fail(str(exc)) from None
     console.print(f"exported {n} {table} rows since {_fmt_ts(since_ts)} UTC")
 
