@@ -397,6 +397,11 @@ def quickstart(
         help="End with demo-serve (servers driven by the EA emulator, ~1 min).",
     ),
     bars: int = typer.Option(300, help="Sample bars the EA emulator replays."),
+    trading: bool = typer.Option(
+        True,
+        "--trading/--no-trading",
+        help="demo-serve's part 2: a planted-edge model that trades (see demo-serve --help).",
+    ),
 ) -> None:
     """What `make demo` does, without make or bash (Windows).
 
@@ -436,7 +441,8 @@ def quickstart(
         _step(4, total, "demo-serve: the signal server on the champion, driven by the EA emulator")
         from aibridge.demo import run_demo
 
-        raise typer.Exit(run_demo("models:/aibridge-EURUSD-H1@champion", bars, root))
+        uri = "models:/aibridge-EURUSD-H1@champion"
+        raise typer.Exit(run_demo(uri, bars, root, trading=trading))
 
 
 register_server_commands(app)
