@@ -15,7 +15,8 @@ import pytest
 
 from aibridge import features
 from aibridge.ingest import read_mt4_csv
-from aibridge.model_bundle import BundleSettings, pyfunc_code_path, write_bundle
+from aibridge.model_bundle import BundleSettings, bundle_digest, pyfunc_code_path, write_bundle
+from aibridge.registry import DIGEST_TAG
 from aibridge.serving_model import (
     ModelInfo,
     ModelLoadError,
@@ -136,7 +137,13 @@ def test_trained_model_records_instrument_and_broker_clock(
     assert run.data.tags["broker_clock.source"] == "inferred"
     assert run.data.tags["broker_clock.evidence"].endswith("42/42 weekends agree")
     version = client.get_model_version(trained_model_store.model_name, serving.info.version)
-    assert version.tags["broker_utc_offset_s"] == "0"
+    # The version carries a few tags (the clock is on its run and in its bundle), among them
+    # the digest of the bundle: the downloaded model (with provenance) equals the DVC output.
+    assert (version.tags["symbol"], version.tags["timeframe"]) == ("EURUSD", "H1")
+    assert version.tags[DIGEST_TAG] == bundle_digest(serving.model_dir)
+    assert (
+        bundle_digest(trained_model_store.root / "artifacts" / "model") == version.tags[DIGEST_TAG]
+    )
     report = json.loads((trained_model_store.root / "reports" / "ingest.json").read_text())
     assert report["files"]["data/EURUSD60.csv"]["broker_clock"]["utc_offset_s"] == 0
 
