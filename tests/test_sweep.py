@@ -75,6 +75,7 @@ def test_every_trial_is_a_nested_mlflow_run(swept) -> None:
         assert run.data.params["model.num_leaves"] == str(trial.params["num_leaves"])
         assert run.data.params["model.learning_rate"] == str(trial.params["learning_rate"])
         assert run.data.params["model.min_data_in_leaf"] == "40"  # the pipeline's other params
+        assert f"num_leaves={trial.params['num_leaves']}" in run.info.run_name, run.info.run_name
         assert run.data.metrics["validation_log_loss"] == pytest.approx(trial.value, abs=0)
     best_child = min(children, key=lambda r: r.data.metrics["validation_log_loss"])
     assert parent.data.tags["best_run_id"] == best_child.info.run_id == result.best_run_id
