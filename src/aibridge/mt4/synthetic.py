@@ -215,13 +215,18 @@ def repro_project(
     """
     import yaml
 
+    from aibridge.paths import is_project, project_root
+
+    # This checkout (an editable install), else the project the CLI runs in (a wheel install
+    # has no conf/, pipelines/ or dvc.yaml next to the package).
+    source = REPO if is_project(REPO) else project_root()
     started = time.perf_counter()
     root = Path(dest)
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
     for item in _COPY:
-        src = REPO / item
+        src = source / item
         if src.is_dir():
             shutil.copytree(
                 src, root / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
@@ -230,8 +235,8 @@ def repro_project(
             shutil.copy2(src, root / item)
     (root / ".dvc").mkdir()
     for f in ("config", ".gitignore"):
-        if (REPO / ".dvc" / f).is_file():
-            shutil.copy2(REPO / ".dvc" / f, root / ".dvc" / f)
+        if (source / ".dvc" / f).is_file():
+            shutil.copy2(source / ".dvc" / f, root / ".dvc" / f)
     csv_path = root / "data" / f"{symbol}60.csv"
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(csv_source, csv_path)
