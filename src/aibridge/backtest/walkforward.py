@@ -20,6 +20,7 @@ import dataclasses
 import itertools
 import multiprocessing
 import os
+import pickle
 import tempfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -396,6 +397,14 @@ def _worker_fold(fold: Fold) -> tuple[np.ndarray, dict[str, float]]:
     return _run_fold(_WORKER["job"], _WORKER["arrays"], fold)
 
 
+def _picklable(obj: Any) -> bool:
+    try:
+        pickle.dumps(obj)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return False
+    return True
+
+
 def available_cores() -> int:
     """CPUs this process may run on (the affinity mask, else ``os.cpu_count()``)."""
     try:
@@ -465,8 +474,8 @@ def walk_forward(
     ``instrument``, ``seed``; ``timeframe`` when present names the bars in messages). Folds
     come from :func:`plan_folds`; with ``n_jobs`` > 1 (:func:`fold_jobs`) they train in
     worker processes, each fold's LightGBM on ``model.num_threads // n_jobs`` threads (at
-    least 1), so the cores are not oversubscribed. ``fit`` must then be picklable (a module
-    function).
+    least 1), so the cores are not oversubscribed; a ``fit`` that cannot be pickled (a closure)
+    runs the folds here instead.
     """
     fparams = dict(cfg["features"])
     lab = cfg["labels"]
@@ -519,6 +528,8 @@ def walk_forward(
     first_usable = int(np.argmax(complete)) if complete.any() else len(X)
     folds = plan_folds(len(candles), settings, timeframe, horizon=horizon, warmup=first_usable)
     n_jobs = fold_jobs(settings, folds)
+    if n_jobs > 1 and not _picklable(fit):  # a closure cannot reach a worker process
+        n_jobs = 1
     if n_jobs > 1:
         threads = int(model_cfg.get("num_threads", 0) or available_cores())
         model_cfg["num_threads"] = max(1, threads // n_jobs)
