@@ -57,8 +57,9 @@ def tables(results: Path = RESULTS) -> dict[str, str]:
 
 def fill(text: str, rendered: dict[str, str]) -> str:
     for name, table in rendered.items():
-        pattern = re.compile(rf"(<!-- bench:{name} -->\n).*?(\n<!-- /bench:{name} -->)", re.S)
-        text = pattern.sub(lambda m, t=table: m.group(1) + t + m.group(2), text)
+        # Empty markers (a table not rendered yet) match too: nothing between them is required.
+        pattern = re.compile(rf"(<!-- bench:{name} -->\n)(?:.*?\n)?(<!-- /bench:{name} -->)", re.S)
+        text = pattern.sub(lambda m, t=table: m.group(1) + t + "\n" + m.group(2), text)
     return text
 
 
