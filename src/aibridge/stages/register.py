@@ -272,50 +272,84 @@ def version_tags(settings: PipelineSettings, run: Mapping[str, Any], digest: str
     }
 
 
-def register(settings: PipelineSettings, paths: StagePaths) -> dict[str, Any]:
-    settings = pipeline_settings(settings)
+def read_challenger(paths: StagePaths) -> tuple[dict[str, Any], dict[str, float]]:
+    """The backtest stage's ``challenger.json``: the test window and the challenger's numbers."""
+    path = paths.reports / "backtest" / "challenger.json"
+    if not path.is_file():
+        raise StageError(f"{path} is missing; run `dvc repro` (the backtest stage)")
+    measured = read_json(path)
+    return measured["window"], gate_rule.numbers(measured["challenger"])
+
+
+def register_or_reuse(
+    client: MlflowClient, settings: PipelineSettings, run: Mapping[str, Any], digest: str
+) -> tuple[str, bool]:
+    """(version, registered now): an identical model re-points the challenger alias at the
+    version that holds it (unless :data:`FORCE_ENV` is set); a new one is registered."""
     names = settings.registry
-    name, champion_alias = names.model_name, names.champion_alias
+    force = os.environ.get(FORCE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    existing = None if force else find_version_by_digest(client, names.model_name, digest)
+    if existing is not None:
+        client.set_registered_model_alias(names.model_name, names.challenger_alias, existing)
+        console.print(f"register: model unchanged: same as v{existing}, not registered again")
+        return existing, False
+    reg = register_version(
+        run["model_uri"],
+        names.model_name,
+        run["run_id"],
+        version_tags(settings, run, digest),
+        names.challenger_alias,
+        names.champion_alias,
+    )
+    # register_version aliases a project's very first version as champion; the gate alone
+    # decides that here (a model without an edge is never served by default).
+    if names.champion_alias in reg.aliases:
+        client.delete_registered_model_alias(names.model_name, names.champion_alias)
+    return reg.version, True
+
+
+def verdict_line(version: str, before: str | None, after: str | None) -> str:
+    """What the registry says now, after the gate moved (or kept) the champion alias.
+
+    >>> verdict_line("3", "2", "3")
+    'v3 promoted to champion (was v2)'
+    >>> verdict_line("3", "2", "2")
+    'v3 is the challenger; champion stays v2'
+    """
+    if after == version and before != version:
+        return f"v{version} promoted to champion" + (f" (was v{before})" if before else "")
+    if after == version:
+        return f"v{version} is the champion already"
+    if after is None:
+        return (
+            f"v{version} is the challenger; there is NO champion: a server on `@champion` "
+            "answers HOLD (no_champion); serve `@challenger` explicitly or `aibridge promote` "
+            "by hand"
+        )
+    return f"v{version} is the challenger; champion stays v{after}"
+
+
+def register(settings: PipelineSettings, paths: StagePaths) -> dict[str, Any]:
+    """The stage body: the steps of the module docstring, in order."""
+    settings = pipeline_settings(settings)
+    name, champion_alias = settings.registry.model_name, settings.registry.champion_alias
     configure_mlflow(settings.tracking_mapping)
     client = MlflowClient()
-    run = read_train_run(paths, settings.tracking_mapping)
     digest = bundle_digest(paths.model_dir)
-    run = dict(run) | {"model_digest": digest}
-    challenger_path = paths.reports / "backtest" / "challenger.json"
-    if not challenger_path.is_file():
-        raise StageError(f"{challenger_path} is missing; run `dvc repro` (the backtest stage)")
-    measured = read_json(challenger_path)
-    window, challenger = measured["window"], gate_rule.numbers(measured["challenger"])
+    run = dict(read_train_run(paths, settings.tracking_mapping)) | {"model_digest": digest}
+    window, challenger = read_challenger(paths)
 
+    # 1-3: the gate
     champion = champion_on_window(client, settings, paths, window, challenger, digest)
-    trials = mlflow_trials(
-        client, str(run.get("experiment_id") or client.get_run(run["run_id"]).info.experiment_id)
-    )
-    bt = load_settings(settings)
+    experiment = run.get("experiment_id") or client.get_run(run["run_id"]).info.experiment_id
     decision = gate_rule.decide(
-        challenger, None if champion is None else champion.metrics, bt.gate, trials
+        challenger,
+        None if champion is None else champion.metrics,
+        load_settings(settings).gate,
+        mlflow_trials(client, str(experiment)),
     )
-
-    force = os.environ.get(FORCE_ENV, "").strip() not in ("", "0", "false")
-    existing = None if force else find_version_by_digest(client, name, digest)
-    if existing is not None:
-        version = existing
-        client.set_registered_model_alias(name, names.challenger_alias, version)
-        console.print(f"register: model unchanged: same as v{version}, not registered again")
-    else:
-        reg = register_version(
-            run["model_uri"],
-            name,
-            run["run_id"],
-            version_tags(settings, run, digest),
-            names.challenger_alias,
-            champion_alias,
-        )
-        version = reg.version
-        # register_version aliases a project's very first version as champion; the gate alone
-        # decides that here (a model without an edge is never served by default).
-        if champion_alias in reg.aliases:
-            client.delete_registered_model_alias(name, champion_alias)
+    # 4-5: the version and the champion alias
+    version, registered = register_or_reuse(client, settings, run, digest)
     before = None if champion is None else champion.version
     apply_gate(
         name,
@@ -325,30 +359,14 @@ def register(settings: PipelineSettings, paths: StagePaths) -> dict[str, Any]:
         journal=paths.reports / "promotions.jsonl",
         client=client,
     )
-    after = alias_version(client, name, champion_alias)
-
-    aliases = sorted(
-        a for a, v in client.get_registered_model(name).aliases.items() if str(v) == version
-    )
-    if after == version and before != version:
-        verdict = f"v{version} promoted to champion" + (f" (was v{before})" if before else "")
-    elif after == version:
-        verdict = f"v{version} is the champion already"
-    elif after is None:
-        verdict = (
-            f"v{version} is the challenger; there is NO champion: a server on `@champion` "
-            "answers HOLD (no_champion); serve `@challenger` explicitly or `aibridge promote` "
-            "by hand"
-        )
-    else:
-        verdict = f"v{version} is the challenger; champion stays v{after}"
-    candles = paths.load_candles(settings.instrument.symbol, settings.timeframe)
+    verdict = verdict_line(version, before, alias_version(client, name, champion_alias))
+    # 6: the model card, the decision on the run, the records
     card = model_card(
         name=name,
         version=version,
         settings=settings,
         run=run,
-        candles=candles,
+        candles=paths.load_candles(settings.instrument.symbol, settings.timeframe),
         test_metrics=read_json(paths.reports / "metrics.json")["test"],
         walk_forward=read_json(paths.reports / "backtest" / "metrics.json"),
         window=window,
@@ -359,13 +377,15 @@ def register(settings: PipelineSettings, paths: StagePaths) -> dict[str, Any]:
     )
     set_version_description(client, name, version, card)
     _log_decision(run["run_id"], decision, champion)
-
     console.print(f"gate: {verdict} — {decision.reason}")
+    aliases = sorted(
+        a for a, v in client.get_registered_model(name).aliases.items() if str(v) == version
+    )
     record = {
         "model_name": name,
         "version": version,
         "aliases": aliases,
-        "registered": existing is None,
+        "registered": registered,
         "model_digest": digest,
         "gate": json_safe(asdict(decision)),
         "champion_before": before,
