@@ -225,7 +225,7 @@ def bench_repro(
         t0 = time.perf_counter()
         _sh(root, env, "dvc", "repro")
         noop = time.perf_counter() - t0
-        folds = _folds(root)
+        folds = _folds(root, len(candles))
     return {
         "bars": len(candles),
         "full_repro_s": round(full, 1),
@@ -237,15 +237,19 @@ def bench_repro(
     }
 
 
-def _folds(root: Path) -> str:
-    """The backtest report's fold line (the plan it ran), or '' when absent."""
-    report = root / "reports" / "backtest" / "report.md"
-    if not report.is_file():
-        return ""
-    for line in report.read_text().splitlines():
-        if " folds " in line and "train" in line:
-            return line.strip("- *")
-    return ""
+def _folds(root: Path, n_bars: int) -> str:
+    """The walk-forward plan the backtest ran: :func:`plan_folds_for` on the project's
+    composed params (the function the stages call), described in one line."""
+    import yaml
+
+    from aibridge.backtest.settings import WalkForwardSettings
+    from aibridge.backtest.walkforward import describe_plan, plan_folds_for
+
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["timeframe"] = "M1"
+    folds = plan_folds_for(n_bars, params)
+    settings = WalkForwardSettings.model_validate(params["backtest"]["walk_forward"])
+    return describe_plan(folds, settings, "M1")
 
 
 GOALS = {"repro_1m_s": 180.0, "growth_1m_to_3m": 3.3, "peak_rss_mb": 4096.0}
