@@ -334,7 +334,8 @@ def trading_demo(
         except RuntimeError as exc:
             stop_server(server)
             raise RuntimeError(f"{exc}; server output:\n{out_path.read_text()[-2000:]}") from None
-        code = stop_server(server)
+        finally:  # whatever went wrong (Ctrl-C included), no server is left behind
+            code = stop_server(server)
     if code != 0:
         raise RuntimeError(
             f"the trading demo's server exited with code {code}:\n{out_path.read_text()[-2000:]}"
@@ -445,7 +446,8 @@ def run_demo(
     pool: ThreadPoolExecutor | None = None
     pending: Future[Any] | None = None
     if trading:
-        tmp = tempfile.TemporaryDirectory(prefix="aibridge-demo-")
+        # ignore_cleanup_errors: Windows keeps a file the MLflow client opened until exit
+        tmp = tempfile.TemporaryDirectory(prefix="aibridge-demo-", ignore_cleanup_errors=True)
         pool = ThreadPoolExecutor(max_workers=1)
         step(
             "[2/2] starts now, in the background: dvc repro of this project in a temp dir on "
