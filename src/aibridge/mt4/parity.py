@@ -432,6 +432,7 @@ def run_case(
 ) -> ParityCase:
     """Serve ``model_uri``, replay ``csv_path`` through the compiled EA, backtest the same
     bars with the pyfunc's decisions and the served rules, compare the trade lists."""
+    import tempfile
     import time
 
     import mlflow
@@ -442,6 +443,7 @@ def run_case(
     from aibridge.ingest.naming import parse_symbol_timeframe
     from aibridge.instruments import load_instrument
     from aibridge.mt4.replay import run_replay
+    from aibridge.registry import download_version, registry_client, resolve_model_uri
     from aibridge.server.journal import tail
 
     seconds: dict[str, float] = {}
@@ -478,15 +480,18 @@ def run_case(
     notes += more
 
     t2 = time.perf_counter()
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    model = mlflow.pyfunc.load_model(model_uri)
+    # A client bound to this store; MLflow's process-wide URIs are left alone.
+    client = registry_client(tracking_uri)
+    info = resolve_model_uri(model_uri, client)
     candles = read_mt4_csv(csv_path).candles
     # Decided with the spread the EA sends with each predict (the backtest's per-bar spread:
     # it enters the expected-value rule's costs). The model's own predict function, without
     # MLflow's input-schema step, which would drop the column the signature does not name.
     frame = candles[CANDLE_COLUMNS].assign(spread=spread_points(candles, spec, engine))
-    decisions = model.unwrap_python_model().predict(None, frame)
+    with tempfile.TemporaryDirectory(prefix="aibridge-parity-model-") as model_dir:
+        download_version(info.name, info.version, Path(model_dir), tracking_uri, client)
+        model = mlflow.pyfunc.load_model(model_dir)
+        decisions = model.unwrap_python_model().predict(None, frame)
     sig, sl, tp = signals_from_decisions(decisions, spec.point)
     bt = run_backtest(candles[CANDLE_COLUMNS], sig, sl, tp, spec, risk, engine)
     seconds["backtest"] = time.perf_counter() - t2
@@ -519,20 +524,16 @@ def _sample_store(root: Path, tracking_uri: str | None) -> tuple[str, str] | Non
     """The project's served model after ``dvc repro``: (tracking URI, model URI) of the
     champion, else of the challenger (the sample has no edge, so the gate registers its model
     as challenger only), or None when the store has neither."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from aibridge.registry import alias_version, registry_client
 
     uri = tracking_uri or f"sqlite:///{root / 'mlflow.db'}"
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         return None
     name = "aibridge-EURUSD-H1"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = registry_client(uri)
     for alias in ("champion", "challenger"):
-        try:
-            client.get_model_version_by_alias(name, alias)
-        except MlflowException:
-            continue
-        return uri, f"models:/{name}@{alias}"
+        if alias_version(client, name, alias) is not None:
+            return uri, f"models:/{name}@{alias}"
     return None
 
 

@@ -266,15 +266,10 @@ def served_alias(tracking_uri: str, name: str) -> str:
     """``champion`` when the gate promoted a version, else ``challenger``: a series without
     an edge (the bundled sample) registers its model as challenger only, and is then compared
     through that alias, explicitly."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from aibridge.registry import alias_version, registry_client
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try:
-        client.get_model_version_by_alias(name, "champion")
-    except MlflowException:
-        return "challenger"
-    return "champion"
+    champion = alias_version(registry_client(tracking_uri), name, "champion")
+    return "challenger" if champion is None else "champion"
 
 
 def register_synthetic_model(
