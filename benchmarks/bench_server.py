@@ -5,10 +5,10 @@ All servers run as separate processes on loopback and see the same predict paylo
 
 * ``echo``  — ROUTER that sends every body straight back: the transport floor;
 * ``aibridge`` — ``python -m aibridge.server serve`` as shipped (orjson + pydantic validation
-  + ``aibridge.bundle.ServingModel``: numba features, the lightgbm package's booster, MLflow
+  + ``aibridge.serving_model.ServingModel``: numba features, the lightgbm package's booster, MLflow
   in the process for the registry; journal, metrics);
 * ``aibridge-lean`` — the same server command and settings with the lean data plane plugged
-  into ``aibridge.server.models.registry_backend`` (``aibridge.serving.registry.lean_backend``:
+  into ``aibridge.server.models.registry_backend`` (``aibridge.serving.resolve.lean_backend``:
   ``LeanModel``, no MLflow/pandas/scikit-learn/numba/lightgbm package in the process). The
   launcher reports which of those modules the server process ended up importing;
 * ``lean-runtime`` — the data plane alone: a ROUTER loop, ``orjson`` and ``LeanModel.decide``

@@ -2,8 +2,8 @@
 
 Checks, in the order a broken setup usually fails: the configuration composes, the MLflow
 tracking/registry store answers, every configured model URI resolves and loads exactly as the
-server would load it (``aibridge.bundle.load_serving_model``), the ZeroMQ and metrics ports are
-free, the clock is not behind the newest candle, and the journal/log/model-cache paths are
+server would load it (``aibridge.serving_model.load_serving_model``), the ZeroMQ and metrics
+ports are free, the clock is not behind the newest candle, and the journal/log/model-cache paths are
 writable. Nothing is changed: the model is downloaded into a temporary directory, no SQLite
 store is created, and no request is sent to a running server.
 
