@@ -20,6 +20,19 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _registry_context(model_name: str | None) -> tuple[str, str, Path]:
+    """Model name, champion alias and promotions journal from the composed config (MLflow
+    pointed at the configured store), as ``aibridge promote`` uses them."""
+    from aibridge.config import compose_config, to_container
+    from aibridge.paths import project_root
+    from aibridge.tracking import configure_mlflow
+
+    cfg = compose_config()
+    configure_mlflow(to_container(cfg.tracking))
+    name = model_name or str(cfg.registry.model_name)
+    return name, str(cfg.registry.champion_alias), project_root() / "reports" / "promotions.jsonl"
+
+
 def retrain(
     inbox: Annotated[
         Path, typer.Option(help="Directory the MT4 exports land in (e.g. the terminal's Files).")
@@ -132,7 +145,8 @@ def reconcile(
         render_markdown,
     )
     from aibridge.loop.reconcile import reconcile as run_reconcile
-    from aibridge.server.commands import _journal_path, parse_since
+    from aibridge.server.commands import parse_since
+    from aibridge.server.settings import journal_path
 
     try:
         lo = parse_since(since) if since else None
@@ -141,7 +155,7 @@ def reconcile(
         raise _fail(str(exc)) from None
     try:
         data = load_journal(
-            _journal_path(journal), symbol, timeframe, since=lo, until=hi, account=account
+            journal_path(journal), symbol, timeframe, since=lo, until=hi, account=account
         )
         report = run_reconcile(data, csv=csv_path, settings=EngineSettings(initial_equity=equity))
     except (ReconcileError, FileNotFoundError) as exc:
@@ -232,11 +246,12 @@ def shadow_report(
 
     from aibridge.loop.reconcile import ReconcileError
     from aibridge.loop.shadow import forward_report, render_forward_markdown
-    from aibridge.server.commands import _journal_path, parse_since
+    from aibridge.server.commands import parse_since
+    from aibridge.server.settings import journal_path
 
     try:
         lo = parse_since(since) if since else None
-        doc = forward_report(_journal_path(journal), symbol, timeframe, since=lo, csv=csv_path)
+        doc = forward_report(journal_path(journal), symbol, timeframe, since=lo, csv=csv_path)
     except (ReconcileError, FileNotFoundError, ValueError) as exc:
         raise _fail(str(exc)) from None
     md = render_forward_markdown(doc)
@@ -261,7 +276,6 @@ def shadow_report(
     decision = forward_gate(doc, rule, min_decisions)
     version = doc["challenger_versions"][-1]
     try:
-        from aibridge.cli import _registry_context
         from aibridge.loop.shadow import apply_forward_gate
 
         name, alias, history = _registry_context(doc.get("model_name"))

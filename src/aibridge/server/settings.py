@@ -124,3 +124,13 @@ def load_serve_settings(overrides: Mapping[str, Any] | None = None) -> ServeSett
     data = config_group("serve")
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return ServeSettings.model_validate(data)
+
+
+def journal_path(path: Path | None = None) -> Path:
+    """``path`` when given, else the journal the project's serve settings name (relative to
+    the project root): where ``journal tail``, ``reconcile`` and ``shadow-report`` read."""
+    from aibridge.paths import project_root
+
+    if path is not None:
+        return path
+    return load_serve_settings().resolve_paths(project_root()).journal_path
