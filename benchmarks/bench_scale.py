@@ -82,8 +82,15 @@ def _warm(_: int) -> int:
     import lightgbm  # noqa: F401
     import mlflow  # noqa: F401
 
-    from aibridge.backtest import stage  # noqa: F401
-    from aibridge.stages import evaluate, features, ingest, labels, register, train  # noqa: F401
+    from aibridge.stages import (  # noqa: F401
+        backtest,
+        evaluate,
+        features,
+        ingest,
+        labels,
+        register,
+        train,
+    )
 
     time.sleep(0.3)  # keep this worker busy so the pool starts the others too
     return os.getpid()
@@ -91,8 +98,8 @@ def _warm(_: int) -> int:
 
 def run_job(job_root: str, symbol: str, timeframe: str, threads: int) -> dict:
     """The pipeline's stage functions for one symbol-timeframe, each timed."""
-    from aibridge.backtest.stage import backtest
     from aibridge.config import compose_config
+    from aibridge.stages.backtest import backtest
     from aibridge.stages.common import StagePaths
     from aibridge.stages.evaluate import evaluate
     from aibridge.stages.features import build_features

@@ -256,7 +256,7 @@ def test_ea_sim_on_the_served_policy_makes_the_backtests_trades(
 
     from aibridge.backtest.engine import run_backtest
     from aibridge.backtest.settings import EngineSettings
-    from aibridge.backtest.stage import CANDLE_COLUMNS, signals_from_decisions
+    from aibridge.backtest.signals import CANDLE_COLUMNS, signals_from_decisions
     from aibridge.instruments import load_instrument
     from aibridge.mt4.parity import compare_trades
     from aibridge.risk import RiskSettings
