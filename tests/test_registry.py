@@ -164,3 +164,53 @@ def test_promotion_errors_say_what_to_pass(store: tuple[str, Path]) -> None:
         promote(NAME, "1", "  ", client=client)
     assert issubclass(PromotionError, AibridgeError) and issubclass(PromotionError, ValueError)
     assert alias_version(client, NAME, "champion") == "1"
+
+
+def test_register_version_is_silent_links_the_logged_model_and_loads(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A logged model (MLflow 3: ``models:/m-<id>``) registered twice into a fresh store: no
+    "Registered model ... already exists" noise, challenger moves, no champion unless asked,
+    the logged model links both versions, and the version downloads and predicts."""
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    from aibridge.registry import download_version, register_version
+
+    model_dir = save_small_model(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'fresh.db'}"
+    client = registry_client(uri)
+    experiment = client.create_experiment("reg", artifact_location=str(tmp_path / "art"))
+    run = client.create_run(experiment)
+    logged = client.create_logged_model(experiment, source_run_id=run.info.run_id)
+    client.log_model_artifacts(logged.model_id, str(model_dir))
+    client.finalize_logged_model(logged.model_id, "READY")
+    capfd.readouterr()
+    regs = [
+        register_version(
+            f"models:/{logged.model_id}",
+            "aibridge-REG-H1",
+            run.info.run_id,
+            {"k": 1},
+            "challenger",
+            client=client,
+        )
+        for _ in range(2)
+    ]
+    out, err = capfd.readouterr()
+    assert "already exists" not in out + err
+    assert [r.version for r in regs] == ["1", "2"]
+    assert regs[1].aliases == ["challenger"]
+    assert alias_version(client, "aibridge-REG-H1", "challenger") == "2"
+    assert alias_version(client, "aibridge-REG-H1", "champion") is None
+    links = json.loads(client.get_logged_model(logged.model_id).tags[MLFLOW_MODEL_VERSIONS])
+    assert [link["version"] for link in links] == ["1", "2"]
+    assert client.get_model_version("aibridge-REG-H1", "2").tags["k"] == "1"
+    local = download_version("aibridge-REG-H1", "2", tmp_path / "dl", uri, client)
+    assert (local / "MLmodel").is_file()
+    from aibridge.ingest import read_mt4_csv
+
+    sample = Path(__file__).resolve().parents[1] / "src/aibridge/data/EURUSD60.csv"
+    candles = read_mt4_csv(sample).candles.iloc[:120]
+    decisions = mlflow.pyfunc.load_model(str(local)).predict(candles)
+    assert len(decisions) == len(candles)
+    assert set(decisions["action"]) <= {"BUY", "SELL", "HOLD"}

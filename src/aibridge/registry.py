@@ -155,33 +155,61 @@ def find_version_by_digest(client: MlflowClient, name: str, digest: str) -> str 
     return max(versions, key=int) if versions else None
 
 
+def _link_logged_model(client: MlflowClient, model_id: str, name: str, version: str) -> None:
+    import json
+
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    try:
+        existing = client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
+        links = [*(json.loads(existing) if existing else []), {"name": name, "version": version}]
+        client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(links)})
+    except MlflowException:
+        pass  # a logged model from another workspace: the version itself is registered
+
+
 def register_version(
     model_uri: str,
     name: str,
     run_id: str,
     tags: Mapping[str, Any],
     challenger_alias: str,
-    champion_alias: str,
+    champion_alias: str | None = None,
+    client: MlflowClient | None = None,
 ) -> Registration:
-    """Register ``model_uri`` as a new version of ``name``, tag it and alias it, in the store
-    MLflow is configured for (``aibridge.tracking.configure_mlflow``).
+    """Register ``model_uri`` as a new version of ``name``, tag it and alias it as the
+    challenger, in the store ``client`` is bound to (default: the store MLflow is configured
+    for, ``aibridge.tracking.configure_mlflow``).
 
-    Every new version becomes the challenger; the very first version also becomes champion so
-    that a fresh setup has something to serve. Later promotions go through the backtest gate.
+    With ``champion_alias`` the version also becomes champion when nothing is champion yet;
+    the register stage passes none (the gate alone decides). The registered model is created
+    when missing, and the version through the client: ``mlflow.register_model`` would print
+    "Registered model ... already exists" on every call.
     """
-    import mlflow
-
-    client = MlflowClient()
+    client = client or MlflowClient()
     try:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description="aibridge BUY/SELL/HOLD model")
-    version = mlflow.register_model(
-        model_uri=model_uri, name=name, tags={k: str(v) for k, v in tags.items()}
+    # A logged model (MLflow 3: models:/m-<id>) is linked by its id, as register_model does,
+    # with its storage location as the source: the store would otherwise resolve the
+    # models:/ URI through MLflow's process-wide tracking URI, not this client's store.
+    source, model_id = model_uri, None
+    if model_uri.startswith("models:/m-"):
+        model_id = model_uri.removeprefix("models:/")
+        source = client.get_logged_model(model_id).artifact_location
+    version = client.create_model_version(
+        name,
+        source=source,
+        run_id=run_id,
+        tags={k: str(v) for k, v in tags.items()},
+        model_id=model_id,
     )
+    if model_id:  # the logged model's link to its versions, as register_model keeps it
+        _link_logged_model(client, model_id, name, str(version.version))
     client.set_registered_model_alias(name, challenger_alias, version.version)
     aliases = [challenger_alias]
-    if alias_version(client, name, champion_alias) is None:
+    if champion_alias and alias_version(client, name, champion_alias) is None:
         client.set_registered_model_alias(name, champion_alias, version.version)
         aliases.append(champion_alias)
     return Registration(name=name, version=str(version.version), aliases=aliases, run_id=run_id)

@@ -299,12 +299,10 @@ def register_or_reuse(
         run["run_id"],
         version_tags(settings, run, digest),
         names.challenger_alias,
-        names.champion_alias,
+        client=client,
     )
-    # register_version aliases a project's very first version as champion; the gate alone
-    # decides that here (a model without an edge is never served by default).
-    if names.champion_alias in reg.aliases:
-        client.delete_registered_model_alias(names.model_name, names.champion_alias)
+    # Challenger only: the gate alone makes a version champion (a model without an edge is
+    # never served by default).
     return reg.version, True
 
 
