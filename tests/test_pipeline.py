@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from aibridge import features
-from tests.conftest import BIN, TrainedStore, mlflow_client, run
+from tests.conftest import BIN, REPO, TrainedStore, mlflow_client, run
 
 pytestmark = pytest.mark.slow
 
@@ -204,7 +204,10 @@ def test_version_carries_a_model_card_and_few_tags(trained_model_store: TrainedS
     assert card.startswith("## EURUSD H1"), card[:200]
     for part in ("**Gate:", "DVC data hash", "walk-forward", "Walk-forward backtest"):
         assert part.lower() in card.lower(), part
-    assert f"aibridge serve --model-uri models:/{trained_model_store.model_name}/1" in card
+    # The card's serve command is one the CLI accepts (its option is named in serve --help).
+    assert f"aibridge serve --model models:/{trained_model_store.model_name}/1" in card
+    serve_help = run([str(BIN / "aibridge"), "serve", "--help"], REPO).stdout
+    assert "--model " in serve_help
     run_ = client.get_run(mv.run_id)
     assert run_.info.run_name.startswith("EURUSD-H1 "), run_.info.run_name
     assert run_.inputs.dataset_inputs, "the training candles are logged as a dataset"

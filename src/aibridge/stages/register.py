@@ -241,7 +241,7 @@ def model_card(
         "### Serve it",
         "",
         "```",
-        f"aibridge serve --model-uri models:/{name}/{version}",
+        f"aibridge serve --model models:/{name}/{version}",
         "```",
     ]
     return "\n".join(lines) + "\n"
