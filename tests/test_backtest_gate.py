@@ -78,6 +78,8 @@ def test_gate_promotes_then_rollback_restores(registry, tmp_path) -> None:
     tags = registry.get_model_version(name, "2").tags
     assert tags["gate.decision"] == "promote"
     assert tags["promotion.previous_champion"] == "1"
+    assert tags["promotion"].startswith("gate_promote by "), tags["promotion"]
+    assert len([k for k in tags if k.startswith("promotion")]) == 2, sorted(tags)
 
     lose = decide(metrics(0.2), metrics(1.0), RULE)
     assert apply_gate(name, "3", lose, journal=journal, client=registry) is None

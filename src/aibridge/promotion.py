@@ -25,6 +25,7 @@ from mlflow.exceptions import MlflowException
 from aibridge.errors import AibridgeError
 from aibridge.registry import alias_version, set_version_tags
 
+PROMOTION_TAG = "promotion"
 PREVIOUS_TAG = "promotion.previous_champion"
 ROLLED_BACK_TAG = "promotion.rolled_back"  # on a version a rollback took the alias from
 
@@ -60,12 +61,9 @@ class AliasMove:
 
 
 def _record(client: MlflowClient, move: AliasMove, journal: Path | None) -> AliasMove:
-    tags = {
-        "promotion.action": move.action,
-        "promotion.reason": move.reason,
-        "promotion.user": move.user,
-        "promotion.at": move.at,
-    }
+    # One line for the who/what/when/why (the full record is in the journal), so a promoted
+    # version stays a handful of tags in the MLflow UI.
+    tags = {PROMOTION_TAG: f"{move.action} by {move.user} at {move.at}: {move.reason}"}
     if move.action == "rollback":
         # Keep the restored version's own history (its previous champion), so a second
         # rollback walks further back instead of toggling; mark the version left behind.
