@@ -109,6 +109,10 @@ class ModelSettings(BaseModel):
     max_depth: int | None = None
     min_gain_to_split: float | None = Field(default=None, ge=0)
     num_threads: int = Field(default=0, ge=0)
+    max_bin: int | None = Field(default=None, ge=2)
+    # Laid over the parameters from ``min_rows`` training rows (``training.LONG_DATA`` when
+    # unset; ``{}`` turns it off).
+    long_data: dict[str, int | float] | None = None
     num_boost_round: int = Field(default=500, gt=0)
     early_stopping_rounds: int = Field(default=50, gt=0)
     class_weight: Literal["balanced", "none"] | None = None
