@@ -96,13 +96,12 @@ def test_follow_prints_rows_written_after_it_started(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # two CLI processes (~4 s each on a loaded box)
 def test_follow_stops_at_the_deadline_and_waits_for_a_missing_journal(tmp_path: Path) -> None:
-    started = time.monotonic()
     res = cli(
         "--path", "later.sqlite", "--follow", "--for-seconds", "1", "--interval", "0.1",
         cwd=tmp_path,
     )  # fmt: skip
+    # it ends by itself: cli() gives it 60 s (subprocess timeout) for a 1 s deadline
     assert res.returncode == 0, res.stderr
-    assert time.monotonic() - started < 30
     assert "no journal at later.sqlite yet" in res.stderr
     plain = cli("--path", "later.sqlite", cwd=tmp_path)
     assert plain.returncode == 1 and "no journal at later.sqlite" in plain.stderr
