@@ -26,6 +26,7 @@ MODULES = [
     "aibridge.risk",
     "aibridge.server.ledger",
     "aibridge.settings",
+    "aibridge.training",
 ]
 
 

@@ -232,6 +232,18 @@ def _bins(p: np.ndarray, hit: np.ndarray, min_bin: int) -> tuple[np.ndarray, ...
     return np.array(xs), np.array(ys), np.array(ws, dtype=np.float64)
 
 
+def _stable(x: float) -> float:
+    """``x`` to 10 significant digits. The solver's last digits move with how BLAS splits its
+    sums (threads, memory alignment): the same data gave coefficients 2e-14 apart in two
+    processes, so the model bundle and everything DVC tracks after it changed between clones.
+    Ten digits keep the calibration far finer than any decision needs.
+
+    >>> _stable(-10.281100286361673) == _stable(-10.281100286361486) == -10.28110029
+    True
+    """
+    return float(f"{float(x):.10g}")
+
+
 def fit_calibration(
     proba: np.ndarray, y: np.ndarray, method: str, min_bin: int = 50
 ) -> dict[str, Any] | None:
@@ -270,8 +282,8 @@ def fit_calibration(
                 b.append(0.0)
                 continue
             lr = LogisticRegression(C=1e6, max_iter=1000).fit(z, target)
-            a.append(float(lr.coef_[0, 0]))
-            b.append(float(lr.intercept_[0]))
+            a.append(_stable(lr.coef_[0, 0]))
+            b.append(_stable(lr.intercept_[0]))
         return {"method": "sigmoid", "a": a, "b": b}
     raise ValueError(f"unknown calibration {method!r}; use isotonic, sigmoid or none")
 
